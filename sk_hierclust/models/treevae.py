@@ -1,0 +1,670 @@
+"""TreeVAE: a VAE whose latent variables form a binary tree grown during training.
+
+Manduchi, Vandenhirtz, Ryser, Vogt, "Tree Variational Autoencoders", NeurIPS 2023.
+"""
+
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .._base import DeepClusterMixin
+from ..nn.encoders import ENCODED_DIM, make_encoder, make_node_decoders
+from ..nn.layers import LEAKY_SLOPE, NodeLinear, NodeMLP, cat_nodes, put_nodes, take_nodes
+from ..nn.losses import (kl_bernoulli, kl_normal, negative_log_likelihood, output_mean, precision_weighted,
+                         reparameterize, split_normal)
+from ..tree import ClusterTree
+
+HIDDEN = 128
+
+
+class _Plan:
+    """Index tensors describing the live tree, depth by depth, for the vectorised pass.
+
+    For the transition from depth ``k`` to ``k + 1``, ``levels[k]`` holds: ``int_pos``
+    (positions of the internal nodes in the depth-``k`` node list), ``int_rows`` (their
+    node ids), ``binary`` (1.0 for nodes with two live children, 0.0 for pass-through
+    nodes), and per child at depth ``k + 1``: ``child_rows``, ``par`` (index of its parent
+    in ``int_rows``), ``right`` (1.0 for the second child), ``only`` (1.0 for the only live
+    child of a pass-through node). ``leaf_index`` locates each decoder slot's leaf in the
+    concatenation of all depths' node lists.
+    """
+
+    def __init__(self, parent, alive, leaf_slots):
+        kids = [[] for _ in parent]
+        for node, par in enumerate(parent):
+            if par >= 0:
+                kids[par].append(node)
+        live = [[c for c in ks if alive[c]] for ks in kids]
+        depth_nodes, self.levels = [[0]], []
+        while True:
+            current = depth_nodes[-1]
+            internal = [v for v in current if live[v]]
+            if not internal:
+                break
+            level = {"int_pos": [current.index(v) for v in internal], "int_rows": internal,
+                     "binary": [float(len(live[v]) == 2) for v in internal],
+                     "child_rows": [], "par": [], "right": [], "only": []}
+            for m, v in enumerate(internal):
+                for c in live[v]:
+                    level["child_rows"].append(c)
+                    level["par"].append(m)
+                    level["right"].append(float(kids[v].index(c) == 1))
+                    level["only"].append(float(len(live[v]) == 1))
+            depth_nodes.append(level["child_rows"])
+            self.levels.append(level)
+        flat = [v for nodes in depth_nodes for v in nodes]
+        self.leaf_index = [flat.index(v) for v in leaf_slots]
+        self._cache = {}
+
+    def on(self, device):
+        """The levels as tensors on ``device`` (cached)."""
+        key = str(device)
+        if key not in self._cache:
+            as_t = {"binary": torch.float32, "right": torch.float32, "only": torch.float32}
+            self._cache[key] = (
+                [{k: torch.as_tensor(v, dtype=as_t.get(k, torch.long), device=device) for k, v in lv.items()}
+                 for lv in self.levels],
+                torch.as_tensor(self.leaf_index, dtype=torch.long, device=device),
+            )
+        return self._cache[key]
+
+
+class _Split(nn.Module):
+    """The parameters trained while a leaf grows two children (paper §2.5); the rest is frozen."""
+
+    def __init__(self, leaf, latent_dim, decoders):
+        super().__init__()
+        self.leaf = leaf
+        self.heads = NodeLinear(2, HIDDEN, 2 * latent_dim)
+        self.transform = NodeMLP(2, (latent_dim, HIDDEN, 2 * latent_dim))
+        self.router_q = NodeMLP(1, (HIDDEN, HIDDEN, HIDDEN, 1))
+        self.router_p = NodeMLP(1, (latent_dim, HIDDEN, HIDDEN, 1))
+        self.decoders = decoders
+
+
+class TreeVAEModule(nn.Module):
+    """The TreeVAE network: shared encoder and bottom-up MLPs, node-stacked tree parameters.
+
+    Node ``i`` owns row ``i`` of every node stack: ``heads`` (bottom-up ``mu_hat``,
+    ``var_hat`` from ``d`` at its depth), ``transform`` (top-down ``p(z_i | z_pa(i))``),
+    ``router_q`` (inference router on ``d``) and ``router_p`` (generative router on
+    ``z_i``); a row is unused where it does not apply (the root's transformation, the
+    leaves' routers). Leaf decoders live in a separate stack, one row per leaf in
+    ``leaf_slots`` order, so the forward pass uses them without copying. All nodes of one
+    depth are evaluated by batched matmuls (:mod:`sk_hierclust.nn.layers`).
+
+    ``forward(x)`` returns the per-sample negative-ELBO terms ``rec``, ``kl_root``,
+    ``kl_nodes``, ``kl_decisions`` (paper eqs. 12-20), each of shape ``(B,)``; during a
+    growth phase (:meth:`start_split`) only the terms of the new sub-tree, conditional on
+    the split leaf.
+
+    Parameters
+    ----------
+    n_features : int
+    latent_dim : int
+    max_depth : int
+        Depth of the bottom-up ladder ``d_H = encoder(x)``, ``d_k = MLP_k(d_{k+1})``.
+    likelihood : {"bernoulli", "gaussian"}
+    encoder : {"mlp", "conv"}
+    input_shape : tuple or None
+    """
+
+    def __init__(self, n_features, latent_dim, max_depth, likelihood, encoder, input_shape=None):
+        super().__init__()
+        self.latent_dim, self.likelihood = latent_dim, likelihood
+        self.encoder = make_encoder(encoder, n_features, input_shape)
+        self.bottom_up = nn.ModuleList(
+            nn.Sequential(nn.Linear(ENCODED_DIM, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.LeakyReLU(LEAKY_SLOPE))
+            for _ in range(max_depth))
+        self.heads = NodeLinear(3, HIDDEN, 2 * latent_dim)
+        self.transform = NodeMLP(3, (latent_dim, HIDDEN, 2 * latent_dim))
+        self.router_q = NodeMLP(3, (HIDDEN, HIDDEN, HIDDEN, 1))
+        self.router_p = NodeMLP(3, (latent_dim, HIDDEN, HIDDEN, 1))
+        self.decoders = make_node_decoders(encoder, 2, latent_dim, n_features, input_shape)
+        self.parent, self.alive, self.leaf_slots = [-1, 0, 0], [True] * 3, [1, 2]
+        self.split = None
+        self._plan = None
+
+    # ---- structure ----------------------------------------------------------------------
+    @property
+    def plan(self):
+        if self._plan is None:
+            self._plan = _Plan(self.parent, self.alive, self.leaf_slots)
+        return self._plan
+
+    def depth(self, node):
+        return 0 if node == 0 else 1 + self.depth(self.parent[node])
+
+    def live_children(self, node):
+        """Live children of ``node``, first (left) child first."""
+        return [c for c in range(len(self.parent)) if self.parent[c] == node and self.alive[c]]
+
+    def path(self, node):
+        """Node ids from the root down to ``node``."""
+        return [0] if node == 0 else self.path(self.parent[node]) + [node]
+
+    def start_split(self, leaf):
+        """Give ``leaf`` two children; until :meth:`commit_split`, only they and its routers train."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        slot = self.leaf_slots.index(leaf)
+        # the children's decoders start as copies of the parent's
+        self.split = _Split(leaf, self.latent_dim, take_nodes(self.decoders, [slot, slot]))
+        self.split.to(next(self.decoders.parameters()).device)
+        self.train(self.training)
+
+    def commit_split(self):
+        """Merge the trained sub-tree into the node stacks."""
+        s, n = self.split, len(self.parent)
+        self.split = None
+        self.heads = cat_nodes(self.heads, s.heads)
+        self.transform = cat_nodes(self.transform, s.transform)
+        for name in ("router_q", "router_p"):
+            put_nodes(getattr(self, name), [s.leaf], getattr(s, name))
+            setattr(self, name, cat_nodes(getattr(self, name), take_nodes(getattr(s, name), [0, 0])))
+        keep = [i for i, v in enumerate(self.leaf_slots) if v != s.leaf]
+        self.decoders = cat_nodes(take_nodes(self.decoders, keep), s.decoders)
+        self.leaf_slots = [self.leaf_slots[i] for i in keep] + [n, n + 1]
+        self.parent += [s.leaf, s.leaf]
+        self.alive += [True, True]
+        self._plan = None
+        for p in self.parameters():
+            p.requires_grad_(True)
+
+    def prune(self, leaf):
+        """Remove ``leaf``; its parent becomes a pass-through node."""
+        keep = [i for i, v in enumerate(self.leaf_slots) if v != leaf]
+        self.decoders = take_nodes(self.decoders, keep)
+        self.leaf_slots = [self.leaf_slots[i] for i in keep]
+        self.alive[leaf] = False
+        self._plan = None
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.split is not None:  # frozen parts keep their batch-norm statistics
+            for name, child in self.named_children():
+                if name != "split":
+                    child.train(False)
+        return self
+
+    # ---- passes -------------------------------------------------------------------------
+    def bottom_up_features(self, x):
+        """``[d_0, ..., d_H]``, each ``(B, 128)``; ``d_H = encoder(x)``."""
+        d = [self.encoder(x)]
+        for layer in reversed(self.bottom_up):
+            d.append(layer(d[-1]))
+        return d[::-1]
+
+    def _posterior(self, d, rows, z_parent=None):
+        """q(z | .) of the nodes ``rows`` from ``d`` at their depth (and the parents' z), with p(z | z_pa).
+
+        Returns ``mean_q, var_q, mean_p, var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
+        """
+        mean_hat, var_hat = split_normal(self.heads(d, rows))
+        if z_parent is None:
+            return mean_hat, var_hat, None, None
+        mean_p, var_p = split_normal(self.transform(z_parent, rows))
+        return (*precision_weighted(mean_hat, var_hat, mean_p, var_p), mean_p, var_p)
+
+    @staticmethod
+    def _children_probs(q, level):
+        """P(child | parent) for the children of one depth from the right-probabilities ``q``."""
+        right = q[level["par"]]
+        step = level["right"][:, None] * right + (1 - level["right"][:, None]) * (1 - right)
+        return level["only"][:, None] + (1 - level["only"][:, None]) * step
+
+    def leaf_probabilities(self, x, d=None):
+        """P(leaf | x) from the inference routers, ``(n_leaves, B)`` in ``leaf_slots`` order (eq. 12)."""
+        d = self.bottom_up_features(x) if d is None else d
+        levels, leaf_index = self.plan.on(x.device)
+        probs = [x.new_ones(1, x.shape[0])]
+        for k, level in enumerate(levels):
+            q = torch.sigmoid(self.router_q(d[k], level["int_rows"])).squeeze(-1)
+            probs.append(probs[-1][level["int_pos"]][level["par"]] * self._children_probs(q, level))
+        return torch.cat(probs)[leaf_index]
+
+    def root_mean(self, x):
+        """Posterior mean of the root's latent ``(B, L)``."""
+        return split_normal(self.heads(self.bottom_up_features(x)[0], torch.zeros(1, dtype=torch.long,
+                                                                                  device=x.device)))[0][0]
+
+    def forward(self, x):
+        d = self.bottom_up_features(x)
+        if self.split is not None:
+            return self._split_forward(x, d)
+        levels, leaf_index = self.plan.on(x.device)
+        mean, var, _, _ = self._posterior(d[0], torch.zeros(1, dtype=torch.long, device=x.device))
+        z, prob = reparameterize(mean, var, self.training), x.new_ones(1, x.shape[0])
+        terms = {"kl_root": kl_normal(mean, var)[0], "kl_nodes": 0.0, "kl_decisions": 0.0}
+        zs, probs = [z], [prob]
+        for k, level in enumerate(levels):
+            z_int, p_int = z[level["int_pos"]], prob[level["int_pos"]]
+            q = torch.sigmoid(self.router_q(d[k], level["int_rows"])).squeeze(-1)
+            p = torch.sigmoid(self.router_p(z_int, level["int_rows"])).squeeze(-1)
+            terms["kl_decisions"] = terms["kl_decisions"] + (
+                level["binary"][:, None] * p_int * kl_bernoulli(q, p)).sum(0)
+            prob = p_int[level["par"]] * self._children_probs(q, level)
+            mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]])
+            z = reparameterize(mean_q, var_q, self.training)
+            terms["kl_nodes"] = terms["kl_nodes"] + (prob * kl_normal(mean_q, var_q, mean_p, var_p)).sum(0)
+            zs.append(z)
+            probs.append(prob)
+        nll = negative_log_likelihood(x, self.decoders(torch.cat(zs)[leaf_index]), self.likelihood)
+        terms["rec"] = (torch.cat(probs)[leaf_index] * nll).sum(0)
+        return terms
+
+    def _path_latent(self, d, node):
+        """A posterior sample (mean in eval mode) of z at ``node``, descending its path, ``(1, B, L)``."""
+        z = None
+        for k, v in enumerate(self.path(node)):
+            rows = torch.full((1,), v, dtype=torch.long, device=d[0].device)
+            mean, var, _, _ = self._posterior(d[k], rows, z)
+            z = reparameterize(mean, var, self.training)
+        return z
+
+    def _split_forward(self, x, d):
+        """Terms of the growing sub-tree under ``split.leaf``, conditional on reaching it."""
+        s = self.split
+        with torch.no_grad():
+            k = self.depth(s.leaf)
+            z_leaf = self._path_latent(d, s.leaf)
+        q = torch.sigmoid(s.router_q(d[k])).squeeze(-1)
+        p = torch.sigmoid(s.router_p(z_leaf)).squeeze(-1)
+        probs = torch.cat([1 - q, q])
+        mean_hat, var_hat = split_normal(s.heads(d[k + 1]))
+        mean_p, var_p = split_normal(s.transform(z_leaf.expand(2, -1, -1)))
+        mean_q, var_q = precision_weighted(mean_hat, var_hat, mean_p, var_p)
+        z = reparameterize(mean_q, var_q, self.training)
+        nll = negative_log_likelihood(x, s.decoders(z), self.likelihood)
+        return {"rec": (probs * nll).sum(0),
+                "kl_nodes": (probs * kl_normal(mean_q, var_q, mean_p, var_p)).sum(0),
+                "kl_decisions": kl_bernoulli(q, p)[0]}
+
+    def generate(self, n_samples, node=0):
+        """Ancestral samples ``(n_samples, D)`` (means of p(x | z)) from the generative model,
+        forced through ``node`` and then following the generative routers to a leaf (paper §5)."""
+        device = next(self.parameters()).device
+        forced = self.path(node)[1:]
+        kids = [self.live_children(v) for v in range(len(self.parent))]
+        left = torch.as_tensor([ks[0] if ks else v for v, ks in enumerate(kids)], device=device)
+        right = torch.as_tensor([ks[-1] if ks else v for v, ks in enumerate(kids)], device=device)
+        is_leaf = left == torch.arange(len(kids), device=device)
+        z = torch.randn(n_samples, self.latent_dim, device=device, dtype=next(self.parameters()).dtype)
+        current = torch.zeros(n_samples, dtype=torch.long, device=device)
+        step = 0
+        while not is_leaf[current].all():
+            if step < len(forced):
+                nxt = torch.full_like(current, forced[step])
+            else:
+                go_right = torch.rand(n_samples, device=device) < torch.sigmoid(
+                    self.router_p(z[:, None], current)).reshape(-1)
+                nxt = torch.where(go_right, right[current], left[current])
+            nxt = torch.where(is_leaf[current], current, nxt)
+            mean_p, var_p = split_normal(self.transform(z[:, None], nxt))
+            z = torch.where(is_leaf[current][:, None], z, reparameterize(mean_p[:, 0], var_p[:, 0], True))
+            current, step = nxt, step + 1
+        slots = torch.as_tensor([self.leaf_slots.index(v) for v in current.tolist()], device=device)
+        out = self.decoders(z.expand(len(self.leaf_slots), -1, -1))[slots, torch.arange(n_samples, device=device)]
+        return output_mean(out, self.likelihood)
+
+
+class TreeVAE(DeepClusterMixin):
+    """Tree Variational Autoencoder: hierarchical clustering with a learned binary latent tree.
+
+    A VAE whose latent variables form a binary tree (Manduchi et al., NeurIPS 2023). The root
+    ``z_0 ~ N(0, I)``; every non-root node has ``p(z_i | z_pa(i)) = N(mu_p,i(z_pa), sigma^2_p,i(z_pa))``;
+    every internal node a generative router ``r_p,i(z_i)`` (probability of going right); every
+    leaf its own decoder ``p(x | z_leaf)``. Inference runs a deterministic bottom-up ladder
+    ``d_H = encoder(x)``, ``d_k = MLP_k(d_{k+1})``; a node at depth ``k`` combines
+    ``N(mu_hat(d_k), sigma_hat^2(d_k))`` with its top-down prior by precision weighting
+    (eq. 6) and inference routers ``r_q,i(d_k)`` give the path probabilities
+    ``P(node | x)`` (eq. 12). The negative ELBO minimised is
+    ``rec + alpha (KL_root + KL_nodes + KL_decisions)`` (eqs. 12-20), ``alpha`` ramping from 0
+    to 1 in every training phase.
+
+    Training grows the tree (paper §2.5): train a root with two leaves; then repeatedly pick,
+    among the leaves whose sample subset ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}``
+    holds at least ``batch_size`` samples, the one with the most samples (stop if it is at
+    ``max_depth``), give it two children and train only that sub-tree on that subset, the
+    rest frozen, until ``max_leaves``; then prune leaves holding less than
+    ``prune_threshold`` of the training samples (their parent becomes a pass-through node)
+    and fine-tune the whole tree. All nodes of one depth are evaluated together by batched
+    matmuls, so an epoch's cost grows far slower than the number of leaves.
+
+    Parameters
+    ----------
+    max_leaves : int, default=10
+        Maximum number of leaves (clusters), >= 2.
+    max_depth : int, default=6
+        Maximum depth of a leaf (the root has depth 0), >= 1.
+    latent_dim : int, default=8
+        Size of each node's latent variable.
+    encoder : {"auto", "mlp", "conv"}, default="auto"
+        ``"mlp"`` (``"auto"``): ``D -> 512 -> 512 -> 256 -> 128`` encoder, leaf decoders
+        mirrored. ``"conv"``: convolutional encoder and leaf decoders for images of
+        ``input_shape`` (see :func:`sk_hierclust.nn.encoders.make_encoder`).
+    input_shape : tuple of int (C, H, W), default=None
+        Image shape of a flattened sample; required for ``encoder="conv"``.
+    likelihood : {"auto", "bernoulli", "gaussian"}, default="auto"
+        ``p(x | z)``: Bernoulli (binary cross-entropy, X in [0, 1]) or Gaussian with unit
+        variance; ``"auto"`` picks Bernoulli when all of X is in [0, 1].
+    n_epochs : int, default=20
+        Epochs of the first phase (root and two leaves).
+    n_epochs_grow : int, default=None
+        Epochs of each growth phase; None means ``n_epochs``.
+    n_epochs_finetune : int, default=None
+        Epochs of the final fine-tuning of the whole tree; None means ``n_epochs``.
+    kl_anneal_epochs : int, default=None
+        Epochs over which the KL weight rises from 0 to 1 in each phase; None means half of
+        the phase.
+    prune_threshold : float, default=0.01
+        Leaves holding less than this fraction of the training samples are pruned before
+        fine-tuning.
+    batch_size : int, default=256
+        Mini-batch size; also the minimum sample subset of a leaf that may grow.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=1e-5
+        Adam weight decay.
+    device : str or torch.device, default="cpu"
+        Where to train and infer (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+    verbose : int, default=0
+        >= 1 prints skorch's epoch table and a progress bar.
+    callbacks : list of skorch callbacks, default=None
+        Extra callbacks passed to the skorch ``NeuralNet`` (instances or ``(name, callback)``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds parameter initialisation, batch order and reparameterisation noise (the global
+        torch RNG is left untouched). An int gives identical refits on CPU.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is the :class:`TreeVAEModule`.
+    tree_ : ClusterTree
+        The learned tree; ``n_node_samples`` counts training samples by their most probable leaf.
+    labels_ : ndarray of shape (n_samples,)
+        Cluster (leaf) label of each training sample, consecutive from 0.
+    history_ : list of dict
+        One dict per epoch: ``phase`` (``"initial"``, ``"grow:<node>"``, ``"finetune"``),
+        ``train_loss`` and each ELBO term (nats per sample), ``kl_weight``, ``dur`` (s).
+    fit_time_ : float
+        Seconds spent in ``fit``.
+    likelihood_, encoder_ : str
+        The resolved choices.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X has string column names.
+
+    References
+    ----------
+    .. [1] Manduchi, L., Vandenhirtz, M., Ryser, A., Vogt, J. "Tree Variational Autoencoders".
+       NeurIPS 2023.
+    .. [2] Sønderby, C. K. et al. "Ladder Variational Autoencoders". NeurIPS 2016.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sk_hierclust import TreeVAE
+    >>> X, y = load_digits(return_X_y=True)
+    >>> model = TreeVAE(max_leaves=4, n_epochs=2, random_state=0).fit(X / 16)
+    >>> model.predict(X[:5] / 16).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        **DeepClusterMixin._parameter_constraints,
+        "max_leaves": [Interval(Integral, 2, None, closed="left")],
+        "max_depth": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs_grow": [Interval(Integral, 0, None, closed="left"), None],
+        "n_epochs_finetune": [Interval(Integral, 0, None, closed="left"), None],
+        "kl_anneal_epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "prune_threshold": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(self, max_leaves=10, max_depth=6, latent_dim=8, encoder="auto", input_shape=None,
+                 likelihood="auto", n_epochs=20, n_epochs_grow=None, n_epochs_finetune=None,
+                 kl_anneal_epochs=None, prune_threshold=0.01, batch_size=256, lr=1e-3, weight_decay=1e-5,
+                 device="cpu", verbose=0, callbacks=None, random_state=None):
+        self.max_leaves = max_leaves
+        self.max_depth = max_depth
+        self.latent_dim = latent_dim
+        self.encoder = encoder
+        self.input_shape = input_shape
+        self.likelihood = likelihood
+        self.n_epochs = n_epochs
+        self.n_epochs_grow = n_epochs_grow
+        self.n_epochs_finetune = n_epochs_finetune
+        self.kl_anneal_epochs = kl_anneal_epochs
+        self.prune_threshold = prune_threshold
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.device = device
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.random_state = random_state
+
+    @property
+    def _n_features_out(self):
+        return self.latent_dim
+
+    # ---- fitting ------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Grow and train the tree on ``X`` (unsupervised).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data: finite values, at least 2 samples; in [0, 1] for the Bernoulli
+            likelihood.
+        y : Ignored
+            Present for API consistency (e.g. ``GridSearchCV`` scoring).
+
+        Returns
+        -------
+        self : TreeVAE
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters or data (NaN/inf, fewer than 2 samples, 0 features, X outside
+            [0, 1] with ``likelihood="bernoulli"``), or a diverging ELBO (non-finite term).
+        """
+        start = time.perf_counter()
+        X = self._validate_fit_data(X)
+        n_grow = self.n_epochs if self.n_epochs_grow is None else self.n_epochs_grow
+        n_finetune = self.n_epochs if self.n_epochs_finetune is None else self.n_epochs_finetune
+        with self._seeded() as seed:
+            module = TreeVAEModule(X.shape[1], self.latent_dim, self.max_depth, self.likelihood_, self.encoder_,
+                                   None if self.input_shape is None else tuple(self.input_shape))
+            self.net_ = net = self._make_net(module, seed)
+            self._run_phase(net, X, "initial", self.n_epochs, self.kl_anneal_epochs)
+            while n_grow and len(module.leaf_slots) < self.max_leaves:
+                leaf, subset = self._leaf_to_grow(X)
+                if leaf is None or module.depth(leaf) >= self.max_depth:
+                    break
+                module.start_split(leaf)
+                self._run_phase(net, X[subset], f"grow:{leaf}", n_grow, self.kl_anneal_epochs)
+                module.commit_split()
+            self._prune(X)
+            self._run_phase(net, X, "finetune", n_finetune, self.kl_anneal_epochs)
+        self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        self._build_tree(X)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _slot_probabilities(self, X):
+        """P(leaf | x) for every leaf slot of the module, ``(n_samples, n_slots)``."""
+        return self._infer(X, lambda m, x: m.leaf_probabilities(x).T)
+
+    def _leaf_to_grow(self, X):
+        """The leaf to split next and its sample subset (paper §2.5), or ``(None, None)``."""
+        module = self.net_.module_
+        probs = self._slot_probabilities(X)
+        threshold = min(1.0 / probs.shape[1], 0.5)
+        sizes = (probs >= threshold).sum(0)
+        candidates = np.flatnonzero(sizes >= self.batch_size)
+        if candidates.size == 0:
+            return None, None
+        slot = candidates[np.argmax(sizes[candidates])]
+        return module.leaf_slots[slot], np.flatnonzero(probs[:, slot] >= threshold)
+
+    def _prune(self, X):
+        """Remove leaves with less than ``prune_threshold`` of the samples, smallest first; a leaf
+        whose sibling is already gone stays, and at least two leaves remain."""
+        module = self.net_.module_
+        counts = np.bincount(self._slot_probabilities(X).argmax(1), minlength=len(module.leaf_slots))
+        shares = dict(zip(module.leaf_slots, counts / X.shape[0]))
+        for leaf in sorted(shares, key=shares.get):
+            if shares[leaf] >= self.prune_threshold or len(module.leaf_slots) <= 2:
+                break
+            if len(module.live_children(module.parent[leaf])) == 2:
+                module.prune(leaf)
+
+    def _build_tree(self, X):
+        """``tree_`` (live nodes renumbered in creation order), ``labels_`` and the label lookups."""
+        module = self.net_.module_
+        nodes = [v for v in range(len(module.parent)) if module.alive[v]]
+        tree_id = {v: i for i, v in enumerate(nodes)}
+        slot_of_sample = self._slot_probabilities(X).argmax(1)
+        counts = np.zeros(len(nodes), dtype=np.int64)
+        np.add.at(counts, [tree_id[module.leaf_slots[s]] for s in slot_of_sample], 1)
+        parent = np.array([-1] + [tree_id[module.parent[v]] for v in nodes[1:]])
+        for i in range(len(nodes) - 1, 0, -1):
+            counts[parent[i]] += counts[i]
+        self.tree_ = ClusterTree(parent, counts)
+        self._module_node_ = np.array(nodes)
+        # slot of each label's leaf, to restrict predictions to the non-empty leaves
+        self._label_slots_ = np.array([module.leaf_slots.index(nodes[v]) for v in self.tree_.label_to_node])
+        self.labels_ = self._labels_from_slots(slot_of_sample)
+
+    def _labels_from_slots(self, slots):
+        slot_to_label = np.full(len(self.net_.module_.leaf_slots), -1)
+        slot_to_label[self._label_slots_] = np.arange(len(self._label_slots_))
+        return slot_to_label[slots]
+
+    # ---- inference ----------------------------------------------------------------------
+    def predict_proba(self, X):
+        """Leaf (cluster) probabilities P(leaf | x) from the inference routers (paper eq. 12).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_clusters)
+            Column ``j`` is the leaf with label ``j`` (``tree_.label_to_node[j]``); rows are
+            renormalised over the non-empty leaves and sum to 1.
+        """
+        X = self._validate_X(X)
+        probs = self._slot_probabilities(X)[:, self._label_slots_]
+        return probs / np.maximum(probs.sum(1, keepdims=True), np.finfo(probs.dtype).tiny)
+
+    def predict(self, X):
+        """Label of the most probable leaf of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Consecutive cluster labels ``0 .. n_clusters - 1`` (see ``tree_.leaf_to_label``).
+        """
+        return self.predict_proba(X).argmax(1)
+
+    def apply(self, X):
+        """Tree node id (in ``tree_``) of each sample's most probable leaf.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.tree_.label_to_node[self.predict(X)]
+
+    def decision_path(self, X):
+        """Root-to-leaf path indicator of each sample's most probable leaf.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape (n_samples, tree_.node_count)
+        """
+        return self.tree_.decision_path(self.apply(X))
+
+    def transform(self, X):
+        """Posterior mean of the root latent ``z_0``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, latent_dim)
+        """
+        X = self._validate_X(X)
+        return self._infer(X, lambda m, x: m.root_mean(x))
+
+    def score_samples(self, X):
+        """ELBO of each sample in nats (higher is better), at the posterior means (deterministic).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        X = self._validate_X(X)
+        return self._infer(X, lambda m, x: -sum(m(x).values()))
+
+    def sample(self, n_samples=1, node=None):
+        """Generate samples from the tree, optionally conditioned on a node (paper §5).
+
+        Draws ``z_0 ~ N(0, I)`` and descends: through ``node``'s path when given, then by the
+        generative routers to a leaf, ``z`` drawn from each transformation; returns the mean
+        of ``p(x | z_leaf)``. Seeded by ``random_state``.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        node : int, optional
+            Node id of ``tree_`` to generate from; None samples from the root.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            In the units of X (probabilities for the Bernoulli likelihood).
+
+        Raises
+        ------
+        ValueError
+            If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if node is not None and not (isinstance(node, Integral) and 0 <= node < self.tree_.node_count):
+            raise ValueError(f"node must be a node id of tree_ in [0, {self.tree_.node_count - 1}], got {node!r}.")
+        module_node = 0 if node is None else int(self._module_node_[node])
+        with self._seeded(), self._inference_module() as module:
+            return module.generate(n_samples, module_node).cpu().numpy()

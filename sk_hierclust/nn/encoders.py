@@ -1,0 +1,117 @@
+"""Encoder and node-stacked decoder factories: ``"mlp"`` for any feature vector, ``"conv"`` for images."""
+
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import LEAKY_SLOPE, NodeBatchNorm, NodeLinear, NodeMLP
+
+MLP_WIDTHS = (512, 512, 256)
+CONV_CHANNELS = (8, 16, 32)
+ENCODED_DIM = 128
+
+
+def _dense(n_in, n_out):
+    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.LeakyReLU(LEAKY_SLOPE)]
+
+
+def _conv_sizes(size):
+    """Spatial sizes through the stride-2, kernel-3, padding-1 convolutions, input first."""
+    sizes = [size]
+    for _ in CONV_CHANNELS:
+        sizes.append((sizes[-1] - 1) // 2 + 1)
+    return sizes
+
+
+def make_encoder(kind, n_features, input_shape=None):
+    """Build the shared encoder ``x -> d_H`` (TreeVAE's bottom-up input).
+
+    Parameters
+    ----------
+    kind : {"mlp", "conv"}
+        ``"mlp"``: ``D -> 512 -> 512 -> 256 -> 128`` (Linear, BatchNorm, LeakyReLU(0.3)).
+        ``"conv"``: three ``Conv2d`` (channels 8, 16, 32; kernel 3, stride 2, padding 1;
+        BatchNorm, LeakyReLU), flattened, then Linear to 128 (Manduchi et al. 2023, App. D).
+    n_features : int
+        ``D``, the length of a flattened sample.
+    input_shape : tuple (C, H, W), optional
+        Image shape, required for ``"conv"``; ``C * H * W`` must equal ``n_features``.
+
+    Returns
+    -------
+    nn.Module
+        Maps ``(B, D)`` to ``(B, 128)``.
+    """
+    if kind == "mlp":
+        widths = (n_features, *MLP_WIDTHS, ENCODED_DIM)
+        return nn.Sequential(*(layer for a, b in zip(widths[:-1], widths[1:]) for layer in _dense(a, b)))
+    c, h, w = input_shape
+    layers = [nn.Unflatten(1, (c, h, w))]
+    for c_in, c_out in zip((c, *CONV_CHANNELS[:-1]), CONV_CHANNELS):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(LEAKY_SLOPE)]
+    flat = CONV_CHANNELS[-1] * _conv_sizes(h)[-1] * _conv_sizes(w)[-1]
+    return nn.Sequential(*layers, nn.Flatten(), *_dense(flat, ENCODED_DIM))
+
+
+class NodeConvDecoder(nn.Module):
+    """Convolutional decoders of ``n_nodes`` nodes, evaluated together as grouped transposed convolutions.
+
+    ``z (n, B, L) -> Linear -> (32, h, w) -> ConvTranspose2d x 3 (32 -> 16 -> 8 -> C, kernel 3,
+    stride 2)`` mirroring the conv encoder's sizes; output ``(n, B, C*H*W)``.
+
+    Parameters
+    ----------
+    n_nodes : int
+    latent_dim : int
+    input_shape : tuple (C, H, W)
+    """
+
+    def __init__(self, n_nodes, latent_dim, input_shape):
+        super().__init__()
+        self.n_nodes = n_nodes
+        c, h, w = input_shape
+        self.input_shape = input_shape
+        self.hs, self.ws = _conv_sizes(h)[::-1], _conv_sizes(w)[::-1]
+        channels = (*CONV_CHANNELS[::-1], c)
+        self.linear = NodeLinear(n_nodes, latent_dim, channels[0] * self.hs[0] * self.ws[0])
+        self.linear_norm = NodeBatchNorm(n_nodes, channels[0] * self.hs[0] * self.ws[0])
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            conv = nn.ConvTranspose2d(c_in, c_out, 3)  # its default initialisation, per node
+            self.weights.append(nn.Parameter(conv.weight.detach().expand(n_nodes, -1, -1, -1, -1).clone()))
+            self.biases.append(nn.Parameter(conv.bias.detach().expand(n_nodes, -1).clone()))
+        self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, c_out) for c_out in channels[1:-1])
+
+    def forward(self, z):
+        n, batch = z.shape[:2]
+        x = F.leaky_relu(self.linear_norm(self.linear(z)), LEAKY_SLOPE)
+        x = x.transpose(0, 1).reshape(batch, -1, self.hs[0], self.ws[0])
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            out_pad = (self.hs[i + 1] - 2 * self.hs[i] + 1, self.ws[i + 1] - 2 * self.ws[i] + 1)
+            x = F.conv_transpose2d(x, weight.flatten(0, 1), bias.flatten(), stride=2, padding=1,
+                                   output_padding=out_pad, groups=n)
+            if i < len(self.norms):
+                x = F.leaky_relu(self.norms[i](x), LEAKY_SLOPE)
+        return x.reshape(batch, n, -1).transpose(0, 1)
+
+
+def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None):
+    """Build the decoders ``p(x | z)`` of ``n_nodes`` nodes as one node stack.
+
+    Parameters
+    ----------
+    kind : {"mlp", "conv"}
+        ``"mlp"`` mirrors the MLP encoder: ``L -> 128 -> 256 -> 512 -> 512 -> D``.
+        ``"conv"`` is :class:`NodeConvDecoder`.
+    n_nodes, latent_dim, n_features : int
+    input_shape : tuple (C, H, W), optional
+        Required for ``"conv"``.
+
+    Returns
+    -------
+    nn.Module
+        Maps ``(n_nodes, B, latent_dim)`` to ``(n_nodes, B, n_features)`` (logits or means).
+    """
+    if kind == "mlp":
+        return NodeMLP(n_nodes, (latent_dim, ENCODED_DIM, *MLP_WIDTHS[::-1], n_features))
+    return NodeConvDecoder(n_nodes, latent_dim, input_shape)

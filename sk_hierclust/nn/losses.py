@@ -1,0 +1,95 @@
+"""Log-likelihoods, KL divergences and reparameterisation shared by the models.
+
+All functions work on tensors whose last dimension is the event dimension and reduce it;
+leading dimensions (nodes, batch) broadcast.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+PROB_EPS = 1e-7
+VAR_EPS = 1e-7
+
+
+def split_normal(params):
+    """Split ``(..., 2 L)`` raw outputs into a mean and a positive variance ``softplus(.)``.
+
+    Parameters
+    ----------
+    params : Tensor of shape (..., 2 * latent_dim)
+
+    Returns
+    -------
+    mean, var : Tensors of shape (..., latent_dim)
+    """
+    mean, raw = params.chunk(2, dim=-1)
+    return mean, F.softplus(raw) + VAR_EPS
+
+
+def reparameterize(mean, var, sample):
+    """``mean + sqrt(var) * eps`` with ``eps ~ N(0, I)`` when ``sample``, else ``mean``."""
+    return mean + var.sqrt() * torch.randn_like(mean) if sample else mean
+
+
+def precision_weighted(mean_hat, var_hat, mean_p, var_p):
+    """Ladder-VAE combination of a bottom-up and a top-down Gaussian (Sønderby et al. 2016, eq. 19).
+
+    ``var_q = 1 / (1/var_hat + 1/var_p)``, ``mean_q = (mean_hat/var_hat + mean_p/var_p) var_q``;
+    used by TreeVAE (Manduchi et al. 2023, eq. 6).
+
+    Returns
+    -------
+    mean_q, var_q : Tensors of the broadcast shape
+    """
+    prec_hat, prec_p = 1.0 / (var_hat + VAR_EPS), 1.0 / (var_p + VAR_EPS)
+    var_q = 1.0 / (prec_hat + prec_p)
+    return (mean_hat * prec_hat + mean_p * prec_p) * var_q, var_q
+
+
+def kl_normal(mean_q, var_q, mean_p=None, var_p=None):
+    """KL(N(mean_q, diag var_q) || N(mean_p, diag var_p)) in nats, summed over the last dim.
+
+    ``mean_p``/``var_p`` None means the standard normal prior.
+
+    Returns
+    -------
+    Tensor of shape ``mean_q.shape[:-1]``
+    """
+    if mean_p is None:
+        return 0.5 * (var_q + mean_q.square() - 1.0 - var_q.log()).sum(-1)
+    return 0.5 * ((var_p / var_q).log() + (var_q + (mean_q - mean_p).square()) / var_p - 1.0).sum(-1)
+
+
+def kl_bernoulli(q, p):
+    """KL(Bern(q) || Bern(p)) in nats, elementwise, probabilities clamped to [1e-7, 1 - 1e-7]."""
+    q = q.clamp(PROB_EPS, 1 - PROB_EPS)
+    p = p.clamp(PROB_EPS, 1 - PROB_EPS)
+    return q * (q.log() - p.log()) + (1 - q) * ((1 - q).log() - (1 - p).log())
+
+
+def negative_log_likelihood(x, output, likelihood):
+    """``-log p(x | output)`` in nats, summed over features.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, D)
+        Data; in [0, 1] for the Bernoulli likelihood.
+    output : Tensor of shape (..., B, D)
+        Decoder output: logits (``"bernoulli"``) or means of a unit-variance Gaussian
+        (``"gaussian"``).
+    likelihood : {"bernoulli", "gaussian"}
+
+    Returns
+    -------
+    Tensor of shape (..., B)
+    """
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(output, x.expand_as(output), reduction="none").sum(-1)
+    return 0.5 * (x - output).square().sum(-1) + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
+def output_mean(output, likelihood):
+    """Mean of p(x | output): ``sigmoid(logits)`` for Bernoulli, the output itself for Gaussian."""
+    return torch.sigmoid(output) if likelihood == "bernoulli" else output
