@@ -113,11 +113,16 @@ class TreeVAEModule(nn.Module):
     likelihood : {"bernoulli", "gaussian"}
     encoder : {"mlp", "conv"}
     input_shape : tuple or None
+    leaf_prob_threshold : float
+        In training mode, each leaf's decoder runs only on the samples that reach it with
+        probability at least this (see :meth:`expected_nll`).
     """
 
-    def __init__(self, n_features, latent_dim, max_depth, likelihood, encoder, input_shape=None):
+    def __init__(self, n_features, latent_dim, max_depth, likelihood, encoder, input_shape=None,
+                 leaf_prob_threshold=0.0):
         super().__init__()
         self.latent_dim, self.likelihood = latent_dim, likelihood
+        self.leaf_prob_threshold = leaf_prob_threshold
         self.encoder = make_encoder(encoder, n_features, input_shape)
         self.bottom_up = nn.ModuleList(
             nn.Sequential(nn.Linear(ENCODED_DIM, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.LeakyReLU(LEAKY_SLOPE))
@@ -177,12 +182,17 @@ class TreeVAEModule(nn.Module):
         for p in self.parameters():
             p.requires_grad_(True)
 
-    def prune(self, leaf):
-        """Remove ``leaf``; its parent becomes a pass-through node."""
-        keep = [i for i, v in enumerate(self.leaf_slots) if v != leaf]
+    def prune(self, node):
+        """Remove the sub-tree under ``node`` (itself included); its parent becomes a pass-through node."""
+        removed = {node}
+        for v in range(node + 1, len(self.parent)):  # descendants come after their ancestors
+            if self.parent[v] in removed:
+                removed.add(v)
+        keep = [i for i, v in enumerate(self.leaf_slots) if v not in removed]
         self.decoders = take_nodes(self.decoders, keep)
         self.leaf_slots = [self.leaf_slots[i] for i in keep]
-        self.alive[leaf] = False
+        for v in removed:
+            self.alive[v] = False
         self._plan = None
 
     def train(self, mode=True):
@@ -255,9 +265,27 @@ class TreeVAEModule(nn.Module):
             terms["kl_nodes"] = terms["kl_nodes"] + (prob * kl_normal(mean_q, var_q, mean_p, var_p)).sum(0)
             zs.append(z)
             probs.append(prob)
-        nll = negative_log_likelihood(x, self.decoders(torch.cat(zs)[leaf_index]), self.likelihood)
-        terms["rec"] = (torch.cat(probs)[leaf_index] * nll).sum(0)
+        terms["rec"] = self.expected_nll(x, torch.cat(zs)[leaf_index], torch.cat(probs)[leaf_index], self.decoders)
         return terms
+
+    def expected_nll(self, x, z, probs, decoders):
+        """Reconstruction term ``sum_leaves P(leaf | x) (-log p(x | z_leaf))`` (paper eq. 14), ``(B,)``.
+
+        ``z`` is ``(n_leaves, B, L)``, ``probs`` ``(n_leaves, B)``, ``decoders`` their node stack.
+        In eval mode, or with ``leaf_prob_threshold == 0``, every decoder runs on the whole batch
+        in one batched pass. In training mode, leaf ``j`` decodes only the samples with
+        ``probs[j] >= leaf_prob_threshold`` (its batch-norm statistics are theirs): the dropped
+        terms weigh less than the threshold each, and the cost of an epoch follows the number of
+        (sample, leaf) pairs that matter instead of growing with every leaf.
+        """
+        if not self.training or self.leaf_prob_threshold <= 0:
+            return (probs * negative_log_likelihood(x, decoders(z), self.likelihood)).sum(0)
+        leaf, sample = (probs >= self.leaf_prob_threshold).nonzero(as_tuple=True)  # sorted by leaf
+        counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
+        outputs = [decoders(zs[None], slice(j, j + 1))[0]
+                   for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]]
+        nll = negative_log_likelihood(x[sample], torch.cat(outputs), self.likelihood)
+        return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
 
     def _path_latent(self, d, node):
         """A posterior sample (mean in eval mode) of z at ``node``, descending its path, ``(1, B, L)``."""
@@ -281,8 +309,7 @@ class TreeVAEModule(nn.Module):
         mean_p, var_p = split_normal(s.transform(z_leaf.expand(2, -1, -1)))
         mean_q, var_q = precision_weighted(mean_hat, var_hat, mean_p, var_p)
         z = reparameterize(mean_q, var_q, self.training)
-        nll = negative_log_likelihood(x, s.decoders(z), self.likelihood)
-        return {"rec": (probs * nll).sum(0),
+        return {"rec": self.expected_nll(x, z, probs, s.decoders),
                 "kl_nodes": (probs * kl_normal(mean_q, var_q, mean_p, var_p)).sum(0),
                 "kl_decisions": kl_bernoulli(q, p)[0]}
 
@@ -363,6 +390,12 @@ class TreeVAE(DeepClusterMixin):
     kl_anneal_epochs : int, default=None
         Epochs over which the KL weight rises from 0 to 1 in each phase; None means half of
         the phase.
+    leaf_prob_threshold : float, default=1e-3
+        During training, each leaf's decoder runs only on the samples that reach it with
+        probability ``P(leaf | x)`` at least this; the reconstruction terms dropped weigh less
+        than the threshold each. This makes an epoch's cost follow the (sample, leaf) pairs
+        that matter rather than the number of leaves. 0 gives the exact ELBO (every leaf
+        decodes every sample). ``score`` and ``score_samples`` always use the exact ELBO.
     prune_threshold : float, default=0.01
         Leaves holding less than this fraction of the training samples are pruned before
         fine-tuning.
@@ -398,7 +431,7 @@ class TreeVAE(DeepClusterMixin):
     likelihood_, encoder_ : str
         The resolved choices.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Defined only when X has string column names.
 
     References
@@ -425,13 +458,14 @@ class TreeVAE(DeepClusterMixin):
         "n_epochs_grow": [Interval(Integral, 0, None, closed="left"), None],
         "n_epochs_finetune": [Interval(Integral, 0, None, closed="left"), None],
         "kl_anneal_epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "leaf_prob_threshold": [Interval(Real, 0, 1, closed="left")],
         "prune_threshold": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(self, max_leaves=10, max_depth=6, latent_dim=8, encoder="auto", input_shape=None,
                  likelihood="auto", n_epochs=20, n_epochs_grow=None, n_epochs_finetune=None,
-                 kl_anneal_epochs=None, prune_threshold=0.01, batch_size=256, lr=1e-3, weight_decay=1e-5,
-                 device="cpu", verbose=0, callbacks=None, random_state=None):
+                 kl_anneal_epochs=None, leaf_prob_threshold=1e-3, prune_threshold=0.01, batch_size=256,
+                 lr=1e-3, weight_decay=1e-5, device="cpu", verbose=0, callbacks=None, random_state=None):
         self.max_leaves = max_leaves
         self.max_depth = max_depth
         self.latent_dim = latent_dim
@@ -442,6 +476,7 @@ class TreeVAE(DeepClusterMixin):
         self.n_epochs_grow = n_epochs_grow
         self.n_epochs_finetune = n_epochs_finetune
         self.kl_anneal_epochs = kl_anneal_epochs
+        self.leaf_prob_threshold = leaf_prob_threshold
         self.prune_threshold = prune_threshold
         self.batch_size = batch_size
         self.lr = lr
@@ -453,7 +488,8 @@ class TreeVAE(DeepClusterMixin):
 
     @property
     def _n_features_out(self):
-        return self.latent_dim
+        """Columns of ``transform``; an AttributeError before fit, as ``get_feature_names_out`` expects."""
+        return self.net_.module_.latent_dim
 
     # ---- fitting ------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -484,7 +520,8 @@ class TreeVAE(DeepClusterMixin):
         n_finetune = self.n_epochs if self.n_epochs_finetune is None else self.n_epochs_finetune
         with self._seeded() as seed:
             module = TreeVAEModule(X.shape[1], self.latent_dim, self.max_depth, self.likelihood_, self.encoder_,
-                                   None if self.input_shape is None else tuple(self.input_shape))
+                                   None if self.input_shape is None else tuple(self.input_shape),
+                                   self.leaf_prob_threshold)
             self.net_ = net = self._make_net(module, seed)
             self._run_phase(net, X, "initial", self.n_epochs, self.kl_anneal_epochs)
             while n_grow and len(module.leaf_slots) < self.max_leaves:
@@ -518,16 +555,21 @@ class TreeVAE(DeepClusterMixin):
         return module.leaf_slots[slot], np.flatnonzero(probs[:, slot] >= threshold)
 
     def _prune(self, X):
-        """Remove leaves with less than ``prune_threshold`` of the samples, smallest first; a leaf
-        whose sibling is already gone stays, and at least two leaves remain."""
+        """Remove the sub-trees holding less than ``prune_threshold`` of the samples (by most probable
+        leaf), smallest first, while their parent keeps another child; at least two leaves remain."""
         module = self.net_.module_
-        counts = np.bincount(self._slot_probabilities(X).argmax(1), minlength=len(module.leaf_slots))
-        shares = dict(zip(module.leaf_slots, counts / X.shape[0]))
-        for leaf in sorted(shares, key=shares.get):
-            if shares[leaf] >= self.prune_threshold or len(module.leaf_slots) <= 2:
+        counts = np.zeros(len(module.parent))
+        np.add.at(counts, np.asarray(module.leaf_slots)[self._slot_probabilities(X).argmax(1)], 1)
+        for v in range(len(module.parent) - 1, 0, -1):
+            counts[module.parent[v]] += counts[v]
+        for node in np.argsort(counts, kind="stable"):
+            if counts[node] >= self.prune_threshold * X.shape[0]:
                 break
-            if len(module.live_children(module.parent[leaf])) == 2:
-                module.prune(leaf)
+            if node == 0 or not module.alive[node] or len(module.live_children(module.parent[node])) < 2:
+                continue
+            n_removed = sum(node in module.path(v) for v in module.leaf_slots)
+            if len(module.leaf_slots) - n_removed >= 2:
+                module.prune(node)
 
     def _build_tree(self, X):
         """``tree_`` (live nodes renumbered in creation order), ``labels_`` and the label lookups."""
@@ -605,7 +647,7 @@ class TreeVAE(DeepClusterMixin):
 
         Returns
         -------
-        scipy.sparse.csr_matrix of shape (n_samples, tree_.node_count)
+        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
         """
         return self.tree_.decision_path(self.apply(X))
 

@@ -56,7 +56,8 @@ class NodeConvDecoder(nn.Module):
     """Convolutional decoders of ``n_nodes`` nodes, evaluated together as grouped transposed convolutions.
 
     ``z (n, B, L) -> Linear -> (32, h, w) -> ConvTranspose2d x 3 (32 -> 16 -> 8 -> C, kernel 3,
-    stride 2)`` mirroring the conv encoder's sizes; output ``(n, B, C*H*W)``.
+    stride 2)`` mirroring the conv encoder's sizes; output ``(n, B, C*H*W)``. ``rows`` (a
+    slice) selects a contiguous range of the stored nodes, all of them when None.
 
     Parameters
     ----------
@@ -82,16 +83,17 @@ class NodeConvDecoder(nn.Module):
             self.biases.append(nn.Parameter(conv.bias.detach().expand(n_nodes, -1).clone()))
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, c_out) for c_out in channels[1:-1])
 
-    def forward(self, z):
+    def forward(self, z, rows=None):
         n, batch = z.shape[:2]
-        x = F.leaky_relu(self.linear_norm(self.linear(z)), LEAKY_SLOPE)
+        sel = slice(None) if rows is None else rows
+        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows), LEAKY_SLOPE)
         x = x.transpose(0, 1).reshape(batch, -1, self.hs[0], self.ws[0])
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             out_pad = (self.hs[i + 1] - 2 * self.hs[i] + 1, self.ws[i + 1] - 2 * self.ws[i] + 1)
-            x = F.conv_transpose2d(x, weight.flatten(0, 1), bias.flatten(), stride=2, padding=1,
+            x = F.conv_transpose2d(x, weight[sel].flatten(0, 1), bias[sel].flatten(), stride=2, padding=1,
                                    output_padding=out_pad, groups=n)
             if i < len(self.norms):
-                x = F.leaky_relu(self.norms[i](x), LEAKY_SLOPE)
+                x = F.leaky_relu(self.norms[i](x, rows), LEAKY_SLOPE)
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 

@@ -32,8 +32,8 @@ class NodeLinear(nn.Module):
     -----
     ``forward(x, rows=None)`` takes ``x`` of shape ``(n, B, in)`` (one input per node) or
     ``(B, in)`` (one input shared by all nodes, computed as one GEMM) and returns
-    ``(n, B, out)``; ``rows`` (int tensor of shape ``(n,)``) selects which stored nodes
-    to apply, all of them when None. Initialised like :class:`torch.nn.Linear`.
+    ``(n, B, out)``; ``rows`` (int tensor of shape ``(n,)``, or a slice) selects which
+    stored nodes to apply, all of them when None. Initialised like :class:`torch.nn.Linear`.
     """
 
     def __init__(self, n_nodes, in_features, out_features):
@@ -80,11 +80,11 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(n_nodes, n_channels))
 
     def forward(self, x, rows=None):
-        if x.dim() == 4:
-            return F.batch_norm(x, self.running_mean.view(-1), self.running_var.view(-1),
-                                self.weight.view(-1), self.bias.view(-1), self.training,
-                                BN_MOMENTUM, BN_EPS)
         sel = slice(None) if rows is None else rows
+        if x.dim() == 4:  # rows, if given, must be a slice (contiguous nodes: views share storage)
+            return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
+                                self.weight[sel].reshape(-1), self.bias[sel].reshape(-1), self.training,
+                                BN_MOMENTUM, BN_EPS)
         if self.training:
             mean, var = x.mean(1), x.var(1, unbiased=False)
             with torch.no_grad():

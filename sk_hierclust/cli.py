@@ -1,0 +1,299 @@
+"""Command line interface: ``sk-hierclust fit ...`` (or ``python -m sk_hierclust``).
+
+The ``fit`` subcommand trains one model on one data set, prints the
+clustering scores, and saves a picture of the learned tree and the fitted
+estimator.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+
+from . import metrics
+from .datasets import DATASETS, load_dataset
+from .models.treevae import TreeVAE
+
+__all__ = ["DEFAULT_EPOCHS", "MODELS", "main"]
+
+#: Models the command line can fit: name -> estimator class.
+MODELS = {"treevae": TreeVAE}
+
+#: Default ``--epochs`` per data set: (initial training, each growth phase,
+#: final fine-tuning). The digits values keep a CPU run short.
+DEFAULT_EPOCHS = {
+    "digits": (20, 10, 15),
+    "mnist": (150, 150, 200),
+    "fashion_mnist": (150, 150, 200),
+}
+
+
+def build_parser():
+    """Build the argument parser.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        Parser with one subcommand, ``fit``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="sk-hierclust",
+        description="Deep hierarchical clustering as scikit-learn estimators.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a model on a data set, print scores, save the tree",
+        description=(
+            "Fit a model on the training set, print dendrogram purity (DP), "
+            "leaf purity (LP), cluster accuracy (ACC) and normalized mutual "
+            "information (NMI) on the training (and test) set, and write "
+            "OUT/tree.png and OUT/model.joblib."
+        ),
+    )
+    fit.add_argument("--model", choices=sorted(MODELS), default="treevae",
+                     help="model to fit (default: %(default)s)")
+    fit.add_argument("--dataset", choices=DATASETS, default="digits",
+                     help="data set (default: %(default)s)")
+    fit.add_argument("--data-home", metavar="PATH", default=None,
+                     help="folder holding the mnist/ and fashion_mnist/ "
+                          "folders (default: $SK_HIERCLUST_DATA, else "
+                          "../shared/data)")
+    fit.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
+                     help="use only the first N training samples")
+    fit.add_argument("--max-leaves", type=int, metavar="N", default=10,
+                     help="maximum number of leaves (default: %(default)s)")
+    fit.add_argument("--max-depth", type=int, metavar="N", default=6,
+                     help="maximum tree depth (default: %(default)s)")
+    fit.add_argument("--epochs", type=int, nargs="+", default=None,
+                     metavar=("N", "N_GROW"), action=_EpochsAction,
+                     help="N [N_GROW [N_FINETUNE]]: epochs of the initial "
+                          "phase, of each growth phase and of the final "
+                          "fine-tuning; a missing number repeats the last "
+                          "one given (default per "
+                          "data set: " + ", ".join(
+                              f"{k} {' '.join(map(str, v))}"
+                              for k, v in DEFAULT_EPOCHS.items()) + ")")
+    fit.add_argument("--encoder", choices=("mlp", "conv"), default="mlp",
+                     help="encoder/decoder architecture (default: %(default)s)")
+    fit.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="torch device (default: %(default)s)")
+    fit.add_argument("--seed", type=int, default=0,
+                     help="random seed (default: %(default)s)")
+    fit.add_argument("-v", "--verbose", action="count", default=0,
+                     help="print training progress (repeat for more)")
+    fit.add_argument("--out", metavar="DIR", default="results",
+                     help="output folder (default: %(default)s)")
+    fit.set_defaults(func=fit_command)
+    return parser
+
+
+def _positive_int(text):
+    """Argument type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+class _EpochsAction(argparse.Action):
+    """Check 1 to 3 non-negative ``--epochs`` values and expand them to 3."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 3 or min(values) < 0:
+            parser.error(f"{option_string} takes 1 to 3 non-negative integers")
+        setattr(namespace, self.dest, tuple(values + values[-1:] * (3 - len(values))))
+
+
+def load_data(args):
+    """Load the data set, keeping the first ``args.n_samples`` training rows.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (``dataset``, ``data_home``, ``n_samples``).
+
+    Returns
+    -------
+    X_train, y_train, X_test, y_test : ndarray or None
+        As returned by :func:`sk_hierclust.datasets.load_dataset`; the test
+        pair is None for data sets without a test set.
+    """
+    X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.data_home)
+    if args.n_samples is not None:
+        X_train, y_train = X_train[: args.n_samples], y_train[: args.n_samples]
+    return X_train, y_train, X_test, y_test
+
+
+def build_model(args, epochs, n_features):
+    """Create the (unfitted) estimator from the command line options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments.
+    epochs : tuple of int, length 3
+        Initial, growth and fine-tuning epochs.
+    n_features : int
+        Number of input features; images are assumed square with one channel
+        (64 -> 8x8, 784 -> 28x28) for the convolutional encoder.
+
+    Returns
+    -------
+    model : estimator
+        An instance of ``MODELS[args.model]``.
+    """
+    input_shape = None
+    if args.encoder == "conv":
+        side = int(round(np.sqrt(n_features)))
+        input_shape = (1, side, side)
+    return MODELS[args.model](
+        max_leaves=args.max_leaves,
+        max_depth=args.max_depth,
+        n_epochs=epochs[0],
+        n_epochs_grow=epochs[1],
+        n_epochs_finetune=epochs[2],
+        encoder=args.encoder,
+        input_shape=input_shape,
+        device=args.device,
+        verbose=args.verbose,
+        random_state=args.seed,
+    )
+
+
+def fit_model(model, X):
+    """Fit ``model`` on ``X`` and return the wall-clock time in seconds."""
+    start = time.perf_counter()
+    model.fit(X)
+    return time.perf_counter() - start
+
+
+def evaluate(model, X, y):
+    """Score a fitted model against true labels.
+
+    Parameters
+    ----------
+    model : fitted estimator
+        Has ``tree_``, ``apply`` and ``predict``.
+    X : ndarray of shape (n_samples, n_features)
+        Inputs.
+    y : ndarray of shape (n_samples,)
+        True class labels.
+
+    Returns
+    -------
+    scores : dict
+        ``{"DP": ..., "LP": ..., "ACC": ..., "NMI": ...}``, each a float in
+        [0, 1]: dendrogram purity, leaf purity, cluster accuracy and
+        normalized mutual information.
+    """
+    labels = model.predict(X)
+    return {
+        "DP": metrics.dendrogram_purity(y, model.tree_, model.apply(X)),
+        "LP": metrics.leaf_purity(y, labels),
+        "ACC": metrics.cluster_accuracy(y, labels),
+        "NMI": normalized_mutual_info_score(y, labels),
+    }
+
+
+def format_table(rows):
+    """Format ``{row name: scores dict}`` as a plain text table.
+
+    Parameters
+    ----------
+    rows : dict of str to dict of str to float
+        One entry per row (e.g. ``"train"``, ``"test"``), all with the same
+        score names.
+
+    Returns
+    -------
+    table : str
+        Header line and one line per row, scores with 3 decimals.
+    """
+    columns = list(next(iter(rows.values())))
+    lines = [f"{'':<6}" + "".join(f"{c:>8}" for c in columns)]
+    for name, scores in rows.items():
+        lines.append(f"{name:<6}" + "".join(f"{scores[c]:>8.3f}" for c in columns))
+    return "\n".join(lines)
+
+
+def save_outputs(model, X_train, y_train, out):
+    """Write ``out/tree.png`` and ``out/model.joblib``.
+
+    Parameters
+    ----------
+    model : fitted estimator
+        Has ``tree_`` (a :class:`~sk_hierclust.ClusterTree`) and ``apply``.
+    X_train : ndarray of shape (n_samples, n_features)
+        Training inputs, to place the samples in the tree picture.
+    y_train : ndarray of shape (n_samples,)
+        Training labels, to colour the tree picture.
+    out : str or path-like
+        Output folder, created if needed.
+
+    Returns
+    -------
+    tree_path, model_path : pathlib.Path
+        The two files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tree_path, model_path = out / "tree.png", out / "model.joblib"
+    ax = model.tree_.plot(y=y_train, nodes=model.apply(X_train))
+    ax.figure.savefig(tree_path, dpi=150, bbox_inches="tight")
+    plt.close(ax.figure)
+    joblib.dump(model, model_path)
+    return tree_path, model_path
+
+
+def fit_command(args):
+    """Run the ``fit`` subcommand: load, fit, score, save and report."""
+    epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
+    X_train, y_train, X_test, y_test = load_data(args)
+    model = build_model(args, epochs, X_train.shape[1])
+    print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
+          f"{X_train.shape[1]} features, epochs {epochs}")
+    seconds = fit_model(model, X_train)
+    rows = {"train": evaluate(model, X_train, y_train)}
+    if X_test is not None:
+        rows["test"] = evaluate(model, X_test, y_test)
+    print(format_table(rows))
+    tree = model.tree_
+    print(f"fit time: {seconds:.1f} s, leaves: {tree.n_leaves} "
+          f"({len(tree.label_to_node)} holding training samples)")
+    tree_path, model_path = save_outputs(model, X_train, y_train, args.out)
+    print(f"wrote {tree_path}\nwrote {model_path}")
+
+
+def main(argv=None):
+    """Entry point of the ``sk-hierclust`` command.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Command line arguments without the program name; None reads
+        ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 when the data files are missing (the message is
+        printed to standard error). Bad arguments exit with status 2.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except FileNotFoundError as exc:
+        print(f"sk-hierclust: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
