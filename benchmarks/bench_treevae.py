@@ -13,8 +13,10 @@ fit <= 30 min; one full-tree epoch over 60,000 images at 10 leaves <= 15 s.
 """
 
 import argparse
+import copy
 import time
 
+import joblib
 import numpy as np
 from scipy.cluster.hierarchy import linkage
 from sklearn.metrics import normalized_mutual_info_score
@@ -40,20 +42,22 @@ def ward_rows(X, y):
 
 
 def epoch_seconds(model, X, n_leaves_list):
-    """Seconds of one full-tree training epoch over X with routers as trained, at several leaf counts.
+    """Seconds of one full-tree training epoch over X, routers as trained, at several leaf counts.
 
-    The fitted tree is cut back (or grown with untrained children) to each leaf count:
-    leaves are merged bottom-up, deepest first, by re-fitting only the timing copy.
+    A copy of the fitted model is cut back to each leaf count (the deepest sub-trees that fit
+    the excess are pruned) or grown with untrained children, then trained for one epoch.
     """
-    import copy
     out = {}
     for n_leaves in n_leaves_list:
         est = copy.deepcopy(model)
         module = est.net_.module_
-        while len(module.leaf_slots) > n_leaves:  # drop deepest leaves: parent keeps one child
-            leaf = max((v for v in module.leaf_slots if len(module.live_children(module.parent[v])) == 2),
-                       key=module.depth)
-            module.prune(leaf)
+        while len(module.leaf_slots) > n_leaves:
+            excess = len(module.leaf_slots) - n_leaves
+            n_under = {v: sum(v in module.path(leaf) for leaf in module.leaf_slots)
+                       for v in range(1, len(module.parent)) if module.alive[v]}
+            node = max((v for v, n in n_under.items()
+                        if n <= excess and len(module.live_children(module.parent[v])) == 2), key=module.depth)
+            module.prune(node)
         while len(module.leaf_slots) < n_leaves:
             module.start_split(min(module.leaf_slots, key=module.depth))
             module.commit_split()
@@ -75,6 +79,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--save", default=None, metavar="PATH", help="joblib-dump the fitted model there")
     args = parser.parse_args(argv)
 
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_home=args.data_home)
@@ -84,6 +89,8 @@ def main(argv=None):
                     input_shape=(1, 28, 28), device=args.device, verbose=args.verbose, random_state=args.seed)
     print(f"fitting {model!r} on {len(X_train)} {args.dataset} images ...", flush=True)
     model.fit(X_train)
+    if args.save:
+        joblib.dump(model, args.save)
     print(f"fit time: {model.fit_time_:.0f} s; {len(model.tree_.label_to_node)} non-empty leaves, "
           f"tree depth {model.tree_.max_depth}")
 

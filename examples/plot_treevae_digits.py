@@ -43,6 +43,7 @@ model = TreeVAE(
     n_epochs=10,
     n_epochs_grow=5,
     n_epochs_finetune=5,
+    batch_size=64,  # 1797 images: small batches give enough optimisation steps
     random_state=0,
 )
 model.fit(X)

@@ -131,6 +131,7 @@ class TreeVAEModule(nn.Module):
         self.transform = NodeMLP(3, (latent_dim, HIDDEN, 2 * latent_dim))
         self.router_q = NodeMLP(3, (HIDDEN, HIDDEN, HIDDEN, 1))
         self.router_p = NodeMLP(3, (latent_dim, HIDDEN, HIDDEN, 1))
+        self._decoder_args = (encoder, latent_dim, n_features, input_shape)
         self.decoders = make_node_decoders(encoder, 2, latent_dim, n_features, input_shape)
         self.parent, self.alive, self.leaf_slots = [-1, 0, 0], [True] * 3, [1, 2]
         self.split = None
@@ -158,9 +159,10 @@ class TreeVAEModule(nn.Module):
         """Give ``leaf`` two children; until :meth:`commit_split`, only they and its routers train."""
         for p in self.parameters():
             p.requires_grad_(False)
-        slot = self.leaf_slots.index(leaf)
-        # the children's decoders start as copies of the parent's
-        self.split = _Split(leaf, self.latent_dim, take_nodes(self.decoders, [slot, slot]))
+        # fresh decoders, as in the paper: copies of the parent's would reconstruct equally well
+        # and leave the router nothing to learn
+        kind, *args = self._decoder_args
+        self.split = _Split(leaf, self.latent_dim, make_node_decoders(kind, 2, *args))
         self.split.to(next(self.decoders.parameters()).device)
         self.train(self.training)
 
@@ -211,15 +213,16 @@ class TreeVAEModule(nn.Module):
             d.append(layer(d[-1]))
         return d[::-1]
 
-    def _posterior(self, d, rows, z_parent=None):
+    def _posterior(self, d, rows, z_parent=None, parent_probs=None):
         """q(z | .) of the nodes ``rows`` from ``d`` at their depth (and the parents' z), with p(z | z_pa).
 
+        ``parent_probs`` ``(n, B)`` weight the transformations' batch-norm statistics.
         Returns ``mean_q, var_q, mean_p, var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
         """
         mean_hat, var_hat = split_normal(self.heads(d, rows))
         if z_parent is None:
             return mean_hat, var_hat, None, None
-        mean_p, var_p = split_normal(self.transform(z_parent, rows))
+        mean_p, var_p = split_normal(self.transform(z_parent, rows, parent_probs))
         return (*precision_weighted(mean_hat, var_hat, mean_p, var_p), mean_p, var_p)
 
     @staticmethod
@@ -229,9 +232,9 @@ class TreeVAEModule(nn.Module):
         step = level["right"][:, None] * right + (1 - level["right"][:, None]) * (1 - right)
         return level["only"][:, None] + (1 - level["only"][:, None]) * step
 
-    def leaf_probabilities(self, x, d=None):
+    def leaf_probabilities(self, x):
         """P(leaf | x) from the inference routers, ``(n_leaves, B)`` in ``leaf_slots`` order (eq. 12)."""
-        d = self.bottom_up_features(x) if d is None else d
+        d = self.bottom_up_features(x)
         levels, leaf_index = self.plan.on(x.device)
         probs = [x.new_ones(1, x.shape[0])]
         for k, level in enumerate(levels):
@@ -255,12 +258,14 @@ class TreeVAEModule(nn.Module):
         zs, probs = [z], [prob]
         for k, level in enumerate(levels):
             z_int, p_int = z[level["int_pos"]], prob[level["int_pos"]]
-            q = torch.sigmoid(self.router_q(d[k], level["int_rows"])).squeeze(-1)
-            p = torch.sigmoid(self.router_p(z_int, level["int_rows"])).squeeze(-1)
+            # batch-norm statistics of a node's networks: the samples that reach the node
+            q = torch.sigmoid(self.router_q(d[k], level["int_rows"], p_int)).squeeze(-1)
+            p = torch.sigmoid(self.router_p(z_int, level["int_rows"], p_int)).squeeze(-1)
             terms["kl_decisions"] = terms["kl_decisions"] + (
                 level["binary"][:, None] * p_int * kl_bernoulli(q, p)).sum(0)
             prob = p_int[level["par"]] * self._children_probs(q, level)
-            mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]])
+            mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]],
+                                                           p_int[level["par"]])
             z = reparameterize(mean_q, var_q, self.training)
             terms["kl_nodes"] = terms["kl_nodes"] + (prob * kl_normal(mean_q, var_q, mean_p, var_p)).sum(0)
             zs.append(z)
@@ -359,10 +364,27 @@ class TreeVAE(DeepClusterMixin):
     among the leaves whose sample subset ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}``
     holds at least ``batch_size`` samples, the one with the most samples (stop if it is at
     ``max_depth``), give it two children and train only that sub-tree on that subset, the
-    rest frozen, until ``max_leaves``; then prune leaves holding less than
+    rest frozen, until ``max_leaves``; then prune the sub-trees holding less than
     ``prune_threshold`` of the training samples (their parent becomes a pass-through node)
     and fine-tune the whole tree. All nodes of one depth are evaluated together by batched
     matmuls, so an epoch's cost grows far slower than the number of leaves.
+
+    Choices the paper leaves open, as made here:
+
+    - A growth phase trains the new sub-tree on its subset conditionally on reaching the
+      split leaf (its losses are not weighted by ``P(leaf | x)``); the two new leaves get
+      freshly initialised decoders, as in the authors' code (copies of the parent's decoder
+      reconstruct equally well and leave the new router nothing to learn).
+    - Batch normalisation inside a node's networks (routers, transformations) uses batch
+      statistics weighted by the probability that each sample reaches the node. A node
+      trained on its leaf's subset while growing then sees the same population when the
+      whole tree is fine-tuned; with plain batch statistics the deep routers are scrambled
+      at the start of fine-tuning and leaves collapse.
+    - During training each leaf's decoder runs only on the samples that reach the leaf with
+      probability at least ``leaf_prob_threshold`` (see that parameter).
+    - The bottom-up heads (``mu_hat``, ``sigma_hat^2``) are per node; the bottom-up MLPs
+      ``d_k`` are shared by all nodes of a depth and stay frozen while a sub-tree grows.
+    - The Gaussian likelihood has unit variance.
 
     Parameters
     ----------
@@ -636,7 +658,8 @@ class TreeVAE(DeepClusterMixin):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.tree_.label_to_node[self.predict(X)]
+        labels = self.predict(X)
+        return self.tree_.label_to_node[labels]
 
     def decision_path(self, X):
         """Root-to-leaf path indicator of each sample's most probable leaf.
@@ -649,7 +672,8 @@ class TreeVAE(DeepClusterMixin):
         -------
         scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
         """
-        return self.tree_.decision_path(self.apply(X))
+        nodes = self.apply(X)
+        return self.tree_.decision_path(nodes)
 
     def transform(self, X):
         """Posterior mean of the root latent ``z_0``.

@@ -65,9 +65,11 @@ class NodeBatchNorm(nn.Module):
 
     Notes
     -----
-    ``forward(x, rows=None)`` accepts ``(n, B, C)`` node-stacked features, normalised over
-    the batch per node and feature (running statistics of the selected ``rows`` are
-    updated in training mode), or ``(B, n*C, H, W)`` grouped feature maps (all nodes,
+    ``forward(x, rows=None, weights=None)`` accepts ``(n, B, C)`` node-stacked features,
+    normalised over the batch per node and feature (running statistics of the selected
+    ``rows`` are updated in training mode); ``weights`` ``(n, B)`` (e.g. the probability
+    that each sample reaches each node) makes the batch statistics weighted, so that a
+    node is normalised by the samples that actually reach it. Or it accepts ``(B, n*C, H, W)`` grouped feature maps (all nodes,
     normalised per node and channel over batch and space).
     """
 
@@ -79,17 +81,23 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n_nodes, n_channels))
         self.register_buffer("running_var", torch.ones(n_nodes, n_channels))
 
-    def forward(self, x, rows=None):
+    def forward(self, x, rows=None, weights=None):
         sel = slice(None) if rows is None else rows
         if x.dim() == 4:  # rows, if given, must be a slice (contiguous nodes: views share storage)
             return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
                                 self.weight[sel].reshape(-1), self.bias[sel].reshape(-1), self.training,
                                 BN_MOMENTUM, BN_EPS)
         if self.training:
-            mean, var = x.mean(1), x.var(1, unbiased=False)
+            if weights is None:
+                mean, var = x.mean(1), x.var(1, unbiased=False)
+            else:
+                w = weights.detach().unsqueeze(-1)
+                w = w / (w.sum(1, keepdim=True) + 1e-12)
+                mean = (w * x).sum(1)
+                var = (w * (x - mean.unsqueeze(1)).square()).sum(1)
             with torch.no_grad():
                 n = x.shape[1]
-                unbiased = var * (n / (n - 1)) if n > 1 else var
+                unbiased = var * (n / (n - 1)) if n > 1 and weights is None else var
                 self.running_mean[sel] = torch.lerp(self.running_mean[sel], mean.to(self.running_mean), BN_MOMENTUM)
                 self.running_var[sel] = torch.lerp(self.running_var[sel], unbiased.to(self.running_var), BN_MOMENTUM)
         else:
@@ -110,8 +118,9 @@ class NodeMLP(nn.Module):
 
     Notes
     -----
-    ``forward(x, rows=None)``: ``x`` of shape ``(n, B, in)`` or shared ``(B, in)``, output
-    ``(n, B, out)``. In eval mode ``x[:, None]`` with ``rows`` of shape ``(B,)`` applies a
+    ``forward(x, rows=None, weights=None)``: ``x`` of shape ``(n, B, in)`` or shared
+    ``(B, in)``, output ``(n, B, out)``; ``weights`` ``(n, B)`` weight the batch-norm
+    statistics (see :class:`NodeBatchNorm`). In eval mode ``x[:, None]`` with ``rows`` of shape ``(B,)`` applies a
     different node to every sample (used for ancestral sampling).
     """
 
@@ -121,11 +130,11 @@ class NodeMLP(nn.Module):
         self.linears = nn.ModuleList(NodeLinear(n_nodes, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, b) for b in sizes[1:-1])
 
-    def forward(self, x, rows=None):
+    def forward(self, x, rows=None, weights=None):
         for i, linear in enumerate(self.linears):
             x = linear(x, rows)
             if i < len(self.norms):
-                x = F.leaky_relu(self.norms[i](x, rows), LEAKY_SLOPE)
+                x = F.leaky_relu(self.norms[i](x, rows, weights), LEAKY_SLOPE)
         return x
 
 
@@ -200,3 +209,4 @@ def put_nodes(module, rows, source):
     with torch.no_grad():
         for t, u in zip(_node_tensors(module), _node_tensors(source)):
             t.data[index.to(t.device)] = u.data.to(t.device)
+
