@@ -7,7 +7,7 @@ model tests, so that a new model is added to the common tests in one place.
 from .models.treevae import TreeVAE
 
 FAST_PARAMS = {
-    TreeVAE: dict(max_leaves=3, max_depth=2, n_epochs=4, n_epochs_grow=2, n_epochs_finetune=2,
+    TreeVAE: dict(max_leaves=3, max_depth=2, n_epochs=8, n_epochs_grow=4, n_epochs_finetune=2,
                   batch_size=16, random_state=0),
 }
 
