@@ -69,8 +69,9 @@ class NodeBatchNorm(nn.Module):
     normalised over the batch per node and feature (running statistics of the selected
     ``rows`` are updated in training mode); ``weights`` ``(n, B)`` (e.g. the probability
     that each sample reaches each node) makes the batch statistics weighted, so that a
-    node is normalised by the samples that actually reach it. Or it accepts ``(B, n*C, H, W)`` grouped feature maps (all nodes,
-    normalised per node and channel over batch and space).
+    node is normalised by the samples that actually reach it. It also accepts
+    ``(B, n*C, H, W)`` grouped feature maps (the nodes ``rows``, a slice, or all),
+    normalised per node and channel over batch and space, unweighted.
     """
 
     def __init__(self, n_nodes, n_channels):
