@@ -49,11 +49,12 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     def _validate_fit_data(self, X):
         """Validate training data and resolve ``likelihood``/``encoder``; sets ``n_features_in_``."""
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        in_unit_interval = X.min() >= 0 and X.max() <= 1
         if self.likelihood == "auto":
-            self.likelihood_ = "bernoulli" if X.min() >= 0 and X.max() <= 1 else "gaussian"
+            self.likelihood_ = "bernoulli" if in_unit_interval else "gaussian"
         else:
             self.likelihood_ = self.likelihood
-        if self.likelihood_ == "bernoulli" and (X.min() < 0 or X.max() > 1):
+        if self.likelihood_ == "bernoulli" and not in_unit_interval:
             raise ValueError("likelihood='bernoulli' needs X in [0, 1]; scale X (e.g. MinMaxScaler) or use 'gaussian'.")
         self.encoder_ = "mlp" if self.encoder == "auto" else self.encoder
         if self.encoder_ == "conv":

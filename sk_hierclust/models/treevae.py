@@ -155,6 +155,13 @@ class TreeVAEModule(nn.Module):
         """Node ids from the root down to ``node``."""
         return [0] if node == 0 else self.path(self.parent[node]) + [node]
 
+    def subtree_counts(self, slots):
+        """Samples under each node (``(len(parent),)``; 0 for removed nodes), given each sample's leaf slot."""
+        counts = np.bincount(np.asarray(self.leaf_slots)[slots], minlength=len(self.parent))
+        for v in range(len(self.parent) - 1, 0, -1):  # children come after their parents
+            counts[self.parent[v]] += counts[v]
+        return counts
+
     def start_split(self, leaf):
         """Give ``leaf`` two children; until :meth:`commit_split`, only they and its routers train."""
         for p in self.parameters():
@@ -580,10 +587,7 @@ class TreeVAE(DeepClusterMixin):
         """Remove the sub-trees holding less than ``prune_threshold`` of the samples (by most probable
         leaf), smallest first, while their parent keeps another child; at least two leaves remain."""
         module = self.net_.module_
-        counts = np.zeros(len(module.parent))
-        np.add.at(counts, np.asarray(module.leaf_slots)[self._slot_probabilities(X).argmax(1)], 1)
-        for v in range(len(module.parent) - 1, 0, -1):
-            counts[module.parent[v]] += counts[v]
+        counts = module.subtree_counts(self._slot_probabilities(X).argmax(1))
         for node in np.argsort(counts, kind="stable"):
             if counts[node] >= self.prune_threshold * X.shape[0]:
                 break
@@ -599,21 +603,14 @@ class TreeVAE(DeepClusterMixin):
         nodes = [v for v in range(len(module.parent)) if module.alive[v]]
         tree_id = {v: i for i, v in enumerate(nodes)}
         slot_of_sample = self._slot_probabilities(X).argmax(1)
-        counts = np.zeros(len(nodes), dtype=np.int64)
-        np.add.at(counts, [tree_id[module.leaf_slots[s]] for s in slot_of_sample], 1)
         parent = np.array([-1] + [tree_id[module.parent[v]] for v in nodes[1:]])
-        for i in range(len(nodes) - 1, 0, -1):
-            counts[parent[i]] += counts[i]
-        self.tree_ = ClusterTree(parent, counts)
+        self.tree_ = ClusterTree(parent, module.subtree_counts(slot_of_sample)[nodes])
         self._module_node_ = np.array(nodes)
         # slot of each label's leaf, to restrict predictions to the non-empty leaves
         self._label_slots_ = np.array([module.leaf_slots.index(nodes[v]) for v in self.tree_.label_to_node])
-        self.labels_ = self._labels_from_slots(slot_of_sample)
-
-    def _labels_from_slots(self, slots):
-        slot_to_label = np.full(len(self.net_.module_.leaf_slots), -1)
+        slot_to_label = np.full(len(module.leaf_slots), -1)
         slot_to_label[self._label_slots_] = np.arange(len(self._label_slots_))
-        return slot_to_label[slots]
+        self.labels_ = slot_to_label[slot_of_sample]
 
     # ---- inference ----------------------------------------------------------------------
     def predict_proba(self, X):
