@@ -1,8 +1,9 @@
 """sk_hierclust: deep hierarchical clustering as scikit-learn estimators."""
 
 from .tree import ClusterTree
+from .models.hcrl import HCRL
 from .models.treevae import TreeVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["ClusterTree", "TreeVAE", "__version__"]
+__all__ = ["HCRL", "ClusterTree", "TreeVAE", "__version__"]

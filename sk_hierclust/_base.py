@@ -4,6 +4,7 @@ import contextlib
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
@@ -16,13 +17,18 @@ from ._skorch import ELBONet, ELBOTerms, KLAnnealing
 INFERENCE_BATCH = 1024
 
 
+def _as_csr_matrix(X):
+    """A ``csr_array`` as ``csr_matrix``, whose rows stay 2-D as skorch's dataset expects; others unchanged."""
+    return sp.csr_matrix(X) if sp.issparse(X) else X
+
+
 class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Base class of the package's deep hierarchical clustering estimators.
 
     Subclasses declare their ``__init__`` parameters (stored verbatim), build a torch
     module in ``fit`` and train it through :meth:`_make_net` / :meth:`_run_phase`; this base
-    provides input validation (``validate_data``: dense, finite, float32, at least 2
-    samples), seeding of torch from ``random_state`` without touching the global torch RNG,
+    provides input validation (``validate_data``: dense or CSR, finite, float32, at least 2
+    samples; a sparse ``X`` is densified batch by batch, never as a whole), seeding of torch from ``random_state`` without touching the global torch RNG,
     the skorch :class:`~sk_hierclust._skorch.ELBONet` (composition: the estimator has
     ``net_``), deterministic batched inference in float64, the ``score`` method and the
     scikit-learn tags.
@@ -48,7 +54,7 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     # ---- validation -------------------------------------------------------------------
     def _validate_fit_data(self, X):
         """Validate training data and resolve ``likelihood``/``encoder``; sets ``n_features_in_``."""
-        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        X = _as_csr_matrix(validate_data(self, X, accept_sparse="csr", dtype=np.float32, ensure_min_samples=2))
         in_unit_interval = X.min() >= 0 and X.max() <= 1
         if self.likelihood == "auto":
             self.likelihood_ = "bernoulli" if in_unit_interval else "gaussian"
@@ -67,7 +73,7 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
 
     def _validate_X(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float32, reset=False)
+        return _as_csr_matrix(validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False))
 
     # ---- seeding and training -----------------------------------------------------------
     @contextlib.contextmanager
@@ -85,9 +91,13 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
             torch.manual_seed(seed)
             yield seed
 
-    def _make_net(self, module, seed):
-        """Build the skorch net that trains ``module`` (Adam, no validation split, shuffled batches)."""
-        callbacks = [("kl_annealing", KLAnnealing()), ("elbo_terms", ELBOTerms())]
+    def _make_net(self, module, seed, model_callbacks=()):
+        """Build the skorch net that trains ``module`` (Adam, no validation split, shuffled batches).
+
+        ``model_callbacks`` are ``(name, Callback)`` pairs of the model (e.g. tree dynamics),
+        run before the user's ``callbacks``.
+        """
+        callbacks = [("kl_annealing", KLAnnealing()), ("elbo_terms", ELBOTerms()), *model_callbacks]
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         net = ELBONet(
@@ -128,7 +138,7 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
         dict(net.callbacks_)["kl_annealing"].n_epochs = (
             max(1, n_epochs // 2) if anneal_epochs is None else anneal_epochs)
         # a last batch of one sample would break batch normalisation
-        setattr(net, "iterator_train__drop_last", len(X) % self.batch_size == 1)  # read by skorch's get_iterator
+        setattr(net, "iterator_train__drop_last", X.shape[0] % self.batch_size == 1)  # read by skorch's get_iterator
         net.partial_fit(X, epochs=n_epochs)
 
     # ---- inference ----------------------------------------------------------------------
@@ -146,11 +156,16 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
             module.float().train(training)
 
     def _infer(self, X, fn):
-        """Apply ``fn(module, x_batch) -> Tensor (batch, ...)`` to ``X`` in batches; returns an ndarray."""
+        """Apply ``fn(module, x_batch) -> Tensor (batch, ...)`` to ``X`` in batches; returns an ndarray.
+
+        A sparse ``X`` is densified one batch at a time.
+        """
         outputs = []
         with self._inference_module() as module:
             for start in range(0, X.shape[0], INFERENCE_BATCH):
-                x = torch.as_tensor(X[start:start + INFERENCE_BATCH], dtype=torch.float64, device=self.device)
+                batch = X[start:start + INFERENCE_BATCH]
+                batch = batch.toarray() if sp.issparse(batch) else batch
+                x = torch.as_tensor(batch, dtype=torch.float64, device=self.device)
                 outputs.append(fn(module, x).cpu().numpy())
         return np.concatenate(outputs)
 
@@ -170,5 +185,6 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
         tags.non_deterministic = torch.device(self.device).type == "cuda"
         return tags

@@ -64,7 +64,7 @@ class KLAnnealing(Callback):
         self.n_epochs = n_epochs
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.total_steps_ = self.n_epochs * math.ceil(len(X) / net.batch_size)
+        self.total_steps_ = self.n_epochs * math.ceil(X.shape[0] / net.batch_size)
         self.step_ = 0
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):

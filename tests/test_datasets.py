@@ -1,13 +1,21 @@
 """Tests for sk_hierclust.datasets."""
 
+import csv
 import gzip
+import io
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_files
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from sk_hierclust.datasets import (
+    DATASETS,
+    load_20newsgroups,
     load_dataset,
     load_digits,
     load_fashion_mnist,
@@ -199,3 +207,321 @@ def test_real_fashion_mnist_test_set():
     assert X.shape == (10000, 784) and X.dtype == np.float32
     np.testing.assert_array_equal(np.bincount(y), [1000] * 10)
     assert abs(X.mean() - 0.2868) < 1e-3
+
+
+# --- 20 Newsgroups ---------------------------------------------------------
+
+# A tiny bydate archive: 3 groups, distinct vocabularies, 4 train / 2 test
+# messages each. Test message "9" of sci.space only has words unseen in train.
+_NG_GROUPS = ("alt.atheism", "comp.graphics", "sci.space")
+_NG_WORDS = {
+    "alt.atheism": "god belief faith atheism religion",
+    "comp.graphics": "image pixel render polygon graphics",
+    "sci.space": "orbit rocket nasa launch moon",
+}
+_NG_HIERARCHY = (
+    "label_id,newsgroup,top_level_prefix,six_topic_group\n"
+    "0,alt.atheism,alt,religion\n"
+    "1,comp.graphics,comp,computers\n"
+    "2,sci.space,sci,science\n"
+)
+
+
+def _ng_messages():
+    """{split: {group: {file name: text}}} of the synthetic archive."""
+    messages = {"train": {}, "test": {}}
+    for g, group in enumerate(_NG_GROUPS):
+        words = _NG_WORDS[group].split()
+        train = {}
+        for i in range(4):  # file names 10, 11, 8, 9 sort as strings
+            name = str(8 + i)
+            text = " ".join(words[: 2 + i]) + " the common" + " caf\xe9" * (i % 2)
+            train[name] = f"From: user{i}@example.com\nSubject: post {i}\n\n{text}\n"
+        messages["train"][group] = train
+        messages["test"][group] = {
+            "100": f"Subject: reply\n\n{words[0]} {words[-1]} common\n",
+            "101": f"Subject: other\n\n{words[1]} {words[2]}\n",
+        }
+    messages["test"]["sci.space"]["101"] = "zzzunseen qqqunknown\n"
+    return messages
+
+
+def _write_ng_archive(path, messages, extra=()):
+    """Write ``messages`` as a bydate-layout .tar.gz (plus ``extra`` members)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folders = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
+    with tarfile.open(path, "w:gz") as archive:
+        def add(name, payload=None):
+            info = tarfile.TarInfo(name)
+            if payload is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(payload)
+                archive.addfile(info, io.BytesIO(payload))
+
+        for split, groups in messages.items():
+            add(folders[split] + "/")
+            for group, files in groups.items():
+                add(f"{folders[split]}/{group}/")
+                for name, text in files.items():
+                    add(f"{folders[split]}/{group}/{name}", text.encode("latin-1"))
+        for name, payload in extra:
+            add(name, payload)
+
+
+@pytest.fixture
+def ng_home(tmp_path):
+    """A data_home with a tiny 20newsgroups/ folder (archive + hierarchy.csv)."""
+    messages = _ng_messages()
+    folder = tmp_path / "20newsgroups"
+    _write_ng_archive(
+        folder / "20news-bydate.tar.gz", messages,
+        extra=[("__MACOSX/20news-bydate-train/sci.space/._8", b"junk")],
+    )
+    (folder / "hierarchy.csv").write_text(_NG_HIERARCHY)
+    return tmp_path, messages
+
+
+def _ng_texts(messages, split):
+    """Texts, labels and member names of a split in group / file-name order."""
+    texts, target, names = [], [], []
+    for label, group in enumerate(sorted(messages[split])):
+        for name in sorted(messages[split][group]):
+            texts.append(messages[split][group][name])
+            target.append(label)
+            names.append(f"20news-bydate-{split}/{group}/{name}")
+    return texts, np.array(target), np.array(names)
+
+
+def _check_tfidf_matrix(X, n_rows, n_cols):
+    assert sp.issparse(X) and X.format == "csr" and X.dtype == np.float32
+    assert X.shape == (n_rows, n_cols)
+    assert X.data.min() >= 0.0 and X.data.max() <= 1.0
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1))).ravel()
+    assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
+
+
+def test_20newsgroups_synthetic_features(ng_home):
+    home, messages = ng_home
+    train_texts, train_y, train_names = _ng_texts(messages, "train")
+    vec = TfidfVectorizer(stop_words="english", max_df=0.95, max_features=2000)
+    expected_train = vec.fit_transform(train_texts).toarray()
+
+    news = load_20newsgroups(home, shuffle=False)
+    assert news.target_names == list(_NG_GROUPS)
+    np.testing.assert_array_equal(news.feature_names, vec.get_feature_names_out())
+    for term in ("subject", "common"):  # in every training message: max_df
+        assert term not in news.feature_names
+    assert "the" not in news.feature_names  # English stop word
+    assert "caf\xe9" in news.feature_names  # latin-1 decoded
+    n_terms = len(vec.vocabulary_)
+    _check_tfidf_matrix(news.data, 12, n_terms)
+    assert news.target.dtype == np.int64
+    # Rows are a permutation of the files; match them by member name.
+    order = np.argsort(news.filenames)
+    ref = np.argsort(train_names)
+    np.testing.assert_array_equal(news.filenames[order], train_names[ref])
+    np.testing.assert_array_equal(news.target[order], train_y[ref])
+    np.testing.assert_allclose(news.data.toarray()[order], expected_train[ref],
+                               rtol=1e-5, atol=1e-7)
+
+    # The test split is transformed with the vectorizer fitted on train.
+    test_texts, test_y, test_names = _ng_texts(messages, "test")
+    test = load_20newsgroups(home, subset="test", shuffle=False)
+    np.testing.assert_array_equal(test.feature_names, news.feature_names)
+    _check_tfidf_matrix(test.data, 6, n_terms)
+    order, ref = np.argsort(test.filenames), np.argsort(test_names)
+    np.testing.assert_array_equal(test.target[order], test_y[ref])
+    expected_test = vec.transform(test_texts).toarray()
+    np.testing.assert_allclose(test.data.toarray()[order], expected_test[ref],
+                               rtol=1e-5, atol=1e-7)
+    unseen = list(test.filenames).index("20news-bydate-test/sci.space/101")
+    assert test.data[unseen].nnz == 0
+
+    # "all" is train followed by test before shuffling.
+    both = load_20newsgroups(home, subset="all", shuffle=False)
+    assert both.data.shape == (18, n_terms)
+    np.testing.assert_array_equal(both.filenames[:12], news.filenames)
+    np.testing.assert_array_equal(both.filenames[12:], test.filenames)
+    np.testing.assert_allclose(both.data[12:].toarray(), test.data.toarray())
+
+
+def test_20newsgroups_order_matches_sklearn(ng_home, tmp_path):
+    """Same order as fetch_20newsgroups: load_files(random_state=0), then shuffle."""
+    home, _ = ng_home
+    with tarfile.open(home / "20newsgroups" / "20news-bydate.tar.gz") as archive:
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(tmp_path / "extracted", **kwargs)
+    for subset in ("train", "test"):
+        ref = load_files(tmp_path / "extracted" / f"20news-bydate-{subset}",
+                         encoding="latin1")  # shuffle=True, random_state=0
+        names = np.array([
+            "/".join(Path(f).parts[-3:]) for f in ref.filenames
+        ])
+        news = load_20newsgroups(home, subset=subset, shuffle=False)
+        np.testing.assert_array_equal(news.filenames, names)
+        np.testing.assert_array_equal(news.target, ref.target)
+        indices = np.arange(len(names))
+        np.random.RandomState(42).shuffle(indices)
+        news = load_20newsgroups(home, subset=subset)  # shuffle, random_state=42
+        np.testing.assert_array_equal(news.filenames, names[indices])
+        np.testing.assert_array_equal(news.target, ref.target[indices])
+    a = load_20newsgroups(home, subset="all", random_state=0)
+    b = load_20newsgroups(home, subset="all", random_state=0)
+    np.testing.assert_array_equal(a.filenames, b.filenames)
+    assert (a.data != b.data).nnz == 0
+
+
+def test_20newsgroups_hierarchy_and_options(ng_home):
+    home, messages = ng_home
+    news = load_20newsgroups(home, n_features=3)
+    assert news.data.shape == (12, 3)
+    vec = TfidfVectorizer(stop_words="english", max_df=0.95, max_features=3)
+    vec.fit(_ng_texts(messages, "train")[0])  # the 3 most frequent terms
+    np.testing.assert_array_equal(news.feature_names, vec.get_feature_names_out())
+    h = news.hierarchy
+    assert h.top_level_names == ["alt", "comp", "sci"]
+    assert h.six_topic_names == ["computers", "religion", "science"]
+    np.testing.assert_array_equal(h.top_level, [0, 1, 2])
+    np.testing.assert_array_equal(h.six_topic, [1, 0, 2])
+    assert h.top_level.dtype == np.int64 and isinstance(news.DESCR, str)
+
+    X, y = load_20newsgroups(home, subset="test", n_features=5, return_X_y=True)
+    assert sp.issparse(X) and X.shape == (6, 5) and y.shape == (6,)
+
+    # Without hierarchy.csv the standard grouping is used.
+    (home / "20newsgroups" / "hierarchy.csv").unlink()
+    h2 = load_20newsgroups(home, n_features=3).hierarchy
+    for key in h:
+        np.testing.assert_array_equal(h2[key], h[key])
+
+
+def test_20newsgroups_data_home_variants(ng_home, monkeypatch):
+    home, _ = ng_home
+    ref = load_20newsgroups(home, subset="test").filenames
+    direct = load_20newsgroups(str(home / "20newsgroups"), subset="test")
+    np.testing.assert_array_equal(direct.filenames, ref)
+    monkeypatch.setenv("SK_HIERCLUST_DATA", str(home))
+    np.testing.assert_array_equal(load_20newsgroups(subset="test").filenames, ref)
+
+
+def test_20newsgroups_load_dataset(ng_home):
+    home, _ = ng_home
+    assert "20newsgroups" in DATASETS
+    X_train, y_train, X_test, y_test = load_dataset("20newsgroups", data_home=home)
+    train = load_20newsgroups(home)
+    test = load_20newsgroups(home, subset="test")
+    assert sp.issparse(X_train) and X_train.dtype == np.float32
+    assert (X_train != train.data).nnz == 0 and (X_test != test.data).nnz == 0
+    np.testing.assert_array_equal(y_train, train.target)
+    np.testing.assert_array_equal(y_test, test.target)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"subset": "validation"}, "subset"),
+    ({"n_features": 0}, "n_features"),
+    ({"n_features": 2.5}, "n_features"),
+    ({"n_features": True}, "n_features"),
+])
+def test_20newsgroups_bad_arguments(ng_home, kwargs, match):
+    home, _ = ng_home
+    with pytest.raises(ValueError, match=match):
+        load_20newsgroups(home, **kwargs)
+
+
+def test_20newsgroups_missing_archive(tmp_path):
+    with pytest.raises(FileNotFoundError) as excinfo:
+        load_20newsgroups(tmp_path)
+    msg = str(excinfo.value)
+    assert str(tmp_path / "20newsgroups" / "20news-bydate.tar.gz") in msg
+    assert "qwone.com" in msg and "Nothing is downloaded" in msg
+    with pytest.raises(FileNotFoundError):
+        load_dataset("20newsgroups", data_home=tmp_path)
+
+
+def test_20newsgroups_bad_archives(tmp_path):
+    path = tmp_path / "20newsgroups" / "20news-bydate.tar.gz"
+    path.parent.mkdir()
+    path.write_bytes(b"not a tarball")
+    with pytest.raises(ValueError, match="not a valid .tar.gz"):
+        load_20newsgroups(tmp_path)
+    messages = _ng_messages()
+    _write_ng_archive(path, {"train": messages["train"]})  # no test split
+    assert load_20newsgroups(tmp_path).data.shape[0] == 12
+    with pytest.raises(ValueError, match="no 20news-bydate-test"):
+        load_20newsgroups(tmp_path, subset="test")
+    del messages["test"]["sci.space"]
+    _write_ng_archive(path, messages)
+    with pytest.raises(ValueError, match="different newsgroups"):
+        load_20newsgroups(tmp_path, subset="all")
+    messages = _ng_messages()
+    messages["train"]["rec.unknown"] = messages["train"].pop("sci.space")
+    messages["test"]["rec.unknown"] = messages["test"].pop("sci.space")
+    _write_ng_archive(path, messages)  # no hierarchy.csv, non-standard group
+    with pytest.raises(FileNotFoundError, match="hierarchy.csv"):
+        load_20newsgroups(tmp_path)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("id,group,prefix,topic\n", "header"),
+    (_NG_HIERARCHY.replace("2,sci.space,sci,science\n", ""), "lists the newsgroups"),
+    (_NG_HIERARCHY.replace("2,sci.space,sci,", "2,sci.space,,"), "line 4"),
+    (_NG_HIERARCHY.replace("0,alt.", "5,alt."), "label_id 5, expected 0"),
+])
+def test_20newsgroups_bad_hierarchy(ng_home, text, match):
+    home, _ = ng_home
+    (home / "20newsgroups" / "hierarchy.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_20newsgroups(home)
+
+
+_NG_REAL = REAL_HOME / "20newsgroups"
+_NG_TRAIN_COUNTS = [480, 584, 591, 590, 578, 593, 585, 594, 598, 597,
+                    600, 595, 591, 594, 593, 599, 546, 564, 465, 377]
+_NG_TEST_COUNTS = [319, 389, 394, 392, 385, 395, 390, 396, 398, 397,
+                   399, 396, 393, 396, 394, 398, 364, 376, 310, 251]
+
+
+@pytest.fixture(scope="module")
+def real_20newsgroups():
+    if not (_NG_REAL / "20news-bydate.tar.gz").is_file():
+        pytest.skip("20 Newsgroups archive not found in the shared data folder")
+    return load_20newsgroups(REAL_HOME), load_20newsgroups(REAL_HOME, subset="test")
+
+
+@pytest.mark.slow
+def test_real_20newsgroups(real_20newsgroups):
+    train, test = real_20newsgroups
+    _check_tfidf_matrix(train.data, 11314, 2000)
+    _check_tfidf_matrix(test.data, 7532, 2000)
+    np.testing.assert_array_equal(np.bincount(train.target), _NG_TRAIN_COUNTS)
+    np.testing.assert_array_equal(np.bincount(test.target), _NG_TEST_COUNTS)
+    assert len(train.target_names) == 20 and train.target_names == test.target_names
+    assert train.target_names == sorted(train.target_names)
+    np.testing.assert_array_equal(train.feature_names, test.feature_names)
+    assert len(set(train.filenames)) == 11314
+    assert all(f.startswith("20news-bydate-test/") for f in test.filenames)
+    # Test rows with no training term would be all zero: there are few.
+    assert (np.diff(test.data.indptr) == 0).sum() < 10
+
+
+@pytest.mark.slow
+def test_real_20newsgroups_hierarchy(real_20newsgroups):
+    train, _ = real_20newsgroups
+    h = train.hierarchy
+    assert h.top_level.shape == h.six_topic.shape == (20,)
+    assert h.top_level_names == ["alt", "comp", "misc", "rec", "sci", "soc", "talk"]
+    assert h.six_topic_names == ["computers", "forsale", "politics",
+                                 "recreation", "religion", "science"]
+    sizes = dict(zip(h.six_topic_names, np.bincount(h.six_topic)))
+    assert sizes == {"computers": 5, "recreation": 4, "science": 4,
+                     "politics": 3, "religion": 3, "forsale": 1}
+    with open(_NG_REAL / "hierarchy.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["newsgroup"] for r in rows] == train.target_names
+    for label, row in enumerate(rows):
+        assert int(row["label_id"]) == label
+        assert row["top_level_prefix"] == row["newsgroup"].split(".")[0]
+        assert h.top_level_names[h.top_level[label]] == row["top_level_prefix"]
+        assert h.six_topic_names[h.six_topic[label]] == row["six_topic_group"]

@@ -22,7 +22,7 @@ def _conv_sizes(size):
     return sizes
 
 
-def make_encoder(kind, n_features, input_shape=None):
+def make_encoder(kind, n_features, input_shape=None, widths=None):
     """Build the shared encoder ``x -> d_H`` (TreeVAE's bottom-up input).
 
     Parameters
@@ -35,14 +35,17 @@ def make_encoder(kind, n_features, input_shape=None):
         ``D``, the length of a flattened sample.
     input_shape : tuple (C, H, W), optional
         Image shape, required for ``"conv"``; ``C * H * W`` must equal ``n_features``.
+    widths : tuple of int, optional
+        Layer widths of the ``"mlp"`` encoder after the input, the last one being the
+        output; default ``(512, 512, 256, 128)``.
 
     Returns
     -------
     nn.Module
-        Maps ``(B, D)`` to ``(B, 128)``.
+        Maps ``(B, D)`` to ``(B, widths[-1])`` (``(B, 128)`` for ``"conv"``).
     """
     if kind == "mlp":
-        widths = (n_features, *MLP_WIDTHS, ENCODED_DIM)
+        widths = (n_features, *(widths or (*MLP_WIDTHS, ENCODED_DIM)))
         return nn.Sequential(*(layer for a, b in zip(widths[:-1], widths[1:]) for layer in _dense(a, b)))
     c, h, w = input_shape
     layers = [nn.Unflatten(1, (c, h, w))]
@@ -97,7 +100,7 @@ class NodeConvDecoder(nn.Module):
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 
-def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None):
+def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, widths=None):
     """Build the decoders ``p(x | z)`` of ``n_nodes`` nodes as one node stack.
 
     Parameters
@@ -108,6 +111,8 @@ def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None):
     n_nodes, latent_dim, n_features : int
     input_shape : tuple (C, H, W), optional
         Required for ``"conv"``.
+    widths : tuple of int, optional
+        The ``"mlp"`` encoder's widths, mirrored (default ``(512, 512, 256, 128)``).
 
     Returns
     -------
@@ -115,5 +120,6 @@ def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None):
         Maps ``(n_nodes, B, latent_dim)`` to ``(n_nodes, B, n_features)`` (logits or means).
     """
     if kind == "mlp":
-        return NodeMLP(n_nodes, (latent_dim, ENCODED_DIM, *MLP_WIDTHS[::-1], n_features))
+        widths = widths or (*MLP_WIDTHS, ENCODED_DIM)
+        return NodeMLP(n_nodes, (latent_dim, *widths[::-1], n_features))
     return NodeConvDecoder(n_nodes, latent_dim, input_shape)

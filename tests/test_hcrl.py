@@ -1,0 +1,243 @@
+"""Behavioural tests of the HCRL estimator (scikit-learn's own checks live in test_common.py).
+
+Tiny fits (the planted hierarchy, 300 samples, a few epochs) on the CPU, where an int
+``random_state`` makes every fit reproducible; fitted models are shared by module fixtures.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import sparse
+from scipy.special import digamma
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from sk_hierclust import HCRL
+from sk_hierclust._testing import FAST_PARAMS, make_planted
+from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, dendrogram_purity_scorer
+from sk_hierclust.models.hcrl import HCRLModule, TreeDynamics, _gaussian_loglik, _kl_beta
+
+FAST = FAST_PARAMS[HCRL]
+
+# Planted hierarchy (4 blobs in 2 super-clusters): measured for random_state 0..5, the
+# leaves recover the 4 sub-clusters (accuracy 1.0) and the depth-1 nodes the 2 super-clusters
+# for seeds 0, 1, 2, 4, 5 (seed 3 ends with 3 leaves); the tests use seed 0.
+PLANTED_PARAMS = dict(max_depth=3, max_leaves=4, init_branching=2, hidden_dims=(64, 32), latent_dim=4,
+                      n_epochs=5, n_epochs_pretrain=20, lock_epochs=20, batch_size=32, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    X, y = make_planted()
+    return MinMaxScaler().fit_transform(X).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def planted_model(planted):
+    return HCRL(**PLANTED_PARAMS).fit(planted[0])
+
+
+def small_module(max_depth=3, capacity=10, local_eta=True):
+    return HCRLModule(6, 2, max_depth, capacity, "gaussian", "mlp", None, (8,), local_eta, 1.0, 1.0)
+
+
+# ---- known answers of the pieces -------------------------------------------------------------
+def test_gaussian_loglik_matches_per_pair_formula():
+    rng = np.random.RandomState(0)
+    mean, var = torch.tensor(rng.normal(size=(5, 3))), torch.tensor(rng.uniform(0.1, 2, size=(5, 3)))
+    node_mean, node_logvar = torch.tensor(rng.normal(size=(4, 3))), torch.tensor(rng.normal(size=(4, 3)))
+    got = _gaussian_loglik(mean, var, node_mean, node_logvar).numpy()
+    for n in range(5):
+        for i in range(4):
+            s2 = np.exp(node_logvar[i].numpy())
+            want = np.sum(-0.5 * np.log(2 * np.pi * s2) - (var[n].numpy() + (mean[n] - node_mean[i]).numpy() ** 2)
+                          / (2 * s2))
+            assert_allclose(got[n, i], want, rtol=1e-10)
+
+
+def test_kl_beta_matches_torch_distributions():
+    a, b = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64), torch.tensor([1.5, 0.7, 3.0], dtype=torch.float64)
+    a0, b0 = torch.ones(3, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)
+    want = torch.distributions.kl_divergence(torch.distributions.Beta(a, b), torch.distributions.Beta(a0, b0))
+    assert_allclose(_kl_beta(a, b, a0, b0).numpy(), want.numpy(), rtol=1e-10)
+
+
+def test_path_log_prior_is_nested_stick_breaking():
+    module = small_module()
+    zero = np.zeros(2)
+    n1 = module.add_node(0, zero, np.ones(2))
+    n2 = module.add_node(0, zero, np.ones(2))
+    leaf_a, leaf_b = module.add_node(n1, zero, np.ones(2)), module.add_node(n1, zero, np.ones(2))
+    leaf_c = module.add_node(n2, zero, np.ones(2))
+    module.refresh()
+    with torch.no_grad():
+        module.stick_log_a.copy_(torch.linspace(-0.5, 0.5, module.capacity))
+        module.stick_log_b.copy_(torch.linspace(0.3, -0.2, module.capacity))
+        got = dict(zip(module.ends, module.path_log_prior().numpy()))
+    a, b = module.stick_log_a.exp().detach().numpy(), module.stick_log_b.exp().detach().numpy()
+    elog_v, elog_1mv = digamma(a) - digamma(a + b), digamma(b) - digamma(a + b)
+    new = digamma(1.0) - digamma(2.0)  # a new node's stick, gamma = 1
+    # E log pi(child) = E log v_child + sum over earlier siblings of E log(1 - v)
+    assert_allclose(got[leaf_a], elog_v[n1] + elog_v[leaf_a], rtol=1e-5)
+    assert_allclose(got[leaf_b], elog_v[n1] + elog_v[leaf_b] + elog_1mv[leaf_a], rtol=1e-5)
+    assert_allclose(got[leaf_c], elog_v[n2] + elog_1mv[n1] + elog_v[leaf_c], rtol=1e-5)
+    # inner paths: the rest of the stick of the end node, then new nodes' sticks down to depth L
+    assert_allclose(got[0], elog_1mv[n1] + elog_1mv[n2] + 2 * new, rtol=1e-5)
+    assert_allclose(got[n1], elog_v[n1] + elog_1mv[leaf_a] + elog_1mv[leaf_b] + new, rtol=1e-5)
+    assert module.n_full == 3 and set(module.ends[:3]) == {leaf_a, leaf_b, leaf_c}
+
+
+def test_grow_and_remove_leaf_keep_a_valid_tree():
+    module = small_module(max_depth=4)
+    new = module.add_branch(0, np.zeros(2), np.ones(2))
+    assert [module.level[v] for v in new] == [1, 2, 3]
+    other = module.add_branch(new[0], np.ones(2), np.ones(2))  # a sibling below depth 1
+    assert [module.level[v] for v in other] == [2, 3]
+    module.refresh()
+    assert module.n_full == 2
+    removed = module.remove_leaf(other[-1])  # its parent has no other child: goes too
+    assert removed == other[::-1] and module.kids[new[0]] == [new[1]]
+    module.refresh()
+    assert module.n_full == 1 and module.paths[0].tolist() == [0, *new]
+
+
+def test_coordinate_updates_are_normalised_and_follow_the_likelihood():
+    module = small_module()
+    ell = torch.tensor([[[0.0, -50.0], [0.0, 0.0]]])  # path 0's deep node fits badly
+    S, omega = module.assign(ell, torch.zeros(2), torch.log(torch.tensor([[0.5, 0.5]])))
+    assert_allclose(S.sum(1).numpy(), 1.0)
+    assert_allclose(omega.sum(1).numpy(), 1.0)
+    assert S[0, 1] > 0.99
+
+
+def test_prune_and_merge():
+    module = small_module(max_depth=2)
+    leaves = [module.add_node(0, np.full(2, float(i)), np.full(2, 1.0 + i)) for i in range(3)]
+    module.refresh()
+    dynamics = TreeDynamics(1, 0, 0.05, 0.9, 5, seed=0).initialize()
+    share = np.array([0.6, 0.39, 0.01])
+    assert dynamics._prune(module, share) == f"prune:{leaves[2]}"
+    module.refresh()
+    assert module.n_full == 2
+    # two paths with identical posterior vectors merge; the lighter joins the heavier
+    stats = {"gram": np.ones((2, 2)), "mass": np.array([3.0, 1.0, 0.0])}
+    assert dynamics._merge(module, stats) == f"merge:{leaves[1]}->{leaves[0]}"
+    assert_allclose(module.node_mean[leaves[0]].detach().numpy(), [0.25, 0.25], rtol=1e-6)
+    assert_allclose(module.node_logvar[leaves[0]].exp().detach().numpy(), [1.25, 1.25], rtol=1e-6)
+    module.refresh()
+    assert module.n_full == 1
+    stats = {"gram": np.ones((1, 1)), "mass": np.ones(2)}
+    assert dynamics._prune(module, np.zeros(1)) is None and dynamics._merge(module, stats) is None
+
+
+# ---- the fitted estimator ----------------------------------------------------------------------
+def test_planted_hierarchy_is_recovered(planted, planted_model):
+    X, y = planted
+    tree = planted_model.tree_
+    assert tree.n_leaves == 4 and tree.max_depth == 2
+    assert cluster_accuracy(y, planted_model.labels_) == 1.0
+    super_node = tree.parent[tree.label_to_node[planted_model.labels_]]
+    assert cluster_accuracy(y // 2, super_node) == 1.0
+    assert dendrogram_purity(y, tree, tree.label_to_node[planted_model.predict(X)]) == 1.0
+
+
+def test_inference_api_shapes_and_consistency(planted, planted_model):
+    X, _ = planted
+    model = planted_model
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), model.tree_.n_leaves)
+    assert_allclose(proba.sum(1), 1.0)
+    assert_array_equal(model.predict(X), model.labels_)
+    nodes = model.apply(X)
+    # the node of a sample lies on the path of its leaf
+    leaves = model.tree_.label_to_node[model.labels_]
+    assert all(node in model.tree_.ancestors(leaf).tolist() + [leaf] for node, leaf in zip(nodes, leaves))
+    path = model.decision_path(X).toarray()
+    assert path.shape == (len(X), model.tree_.node_count) and np.all(path[:, 0] == 1)
+    assert model.transform(X).shape == (len(X), model.latent_dim)
+    assert model.get_feature_names_out().tolist() == [f"hcrl{i}" for i in range(model.latent_dim)]
+    assert np.isfinite(model.score(X)) and model.score_samples(X).shape == (len(X),)
+    assert model.sample(3).shape == (3, X.shape[1]) and model.sample(2, node=1).shape == (2, X.shape[1])
+    assert {"tree_event", "n_leaves", "max_path_share", "collapsed"} <= set(model.history_[-1])
+
+
+def test_level_proportion_features(planted, planted_model):
+    X, _ = planted
+    model = pickle.loads(pickle.dumps(planted_model)).set_params(transform_features="level_proportion")
+    eta = model.transform(X)
+    assert eta.shape == (len(X), 3)
+    assert_allclose(eta.sum(1), 1.0)
+    assert model.get_feature_names_out().shape == (3,)
+    hcrl1 = HCRL(**{**FAST, "level_proportion": "global", "n_epochs": 1}).fit(X[:64])
+    assert not hasattr(hcrl1.net_.module_, "eta_encoder")
+    with pytest.raises(ValueError, match="level_proportion='local'"):
+        hcrl1.set_params(transform_features="level_proportion").transform(X)
+
+
+def test_importance_sampled_log_likelihood(planted, planted_model):
+    X, _ = planted
+    one = planted_model.log_likelihood(X, n_samples=1)
+    many = planted_model.log_likelihood(X, n_samples=30)
+    assert many.shape == (len(X),) and np.all(np.isfinite(many))
+    assert many.mean() > one.mean()  # the importance-weighted bound tightens with more samples
+    assert_array_equal(many, planted_model.log_likelihood(X, n_samples=30))  # seeded
+    with pytest.raises(ValueError, match="n_samples"):
+        planted_model.log_likelihood(X, n_samples=0)
+
+
+def test_sparse_input_equals_dense(planted):
+    X, _ = planted
+    dense = HCRL(**FAST).fit(X)
+    csr = HCRL(**FAST).fit(sparse.csr_matrix(X))
+    assert_array_equal(dense.labels_, csr.labels_)
+    assert_allclose(dense.transform(X), csr.transform(sparse.csr_array(X)), rtol=1e-5, atol=1e-6)
+
+
+def test_refit_is_reproducible_and_pickles(planted, planted_model):
+    X, _ = planted
+    again = HCRL(**PLANTED_PARAMS).fit(X)
+    assert_array_equal(again.labels_, planted_model.labels_)
+    assert_allclose(again.transform(X), planted_model.transform(X))
+    restored = pickle.loads(pickle.dumps(planted_model))
+    assert_array_equal(restored.predict(X), planted_model.predict(X))
+
+
+def test_collapsed_tree_is_reported_and_predicts_valid_labels():
+    X = (0.5 + np.random.RandomState(0).normal(scale=1e-3, size=(64, 6))).astype(np.float32)
+    model = HCRL(**{**FAST, "prune_threshold": 0.45, "lock_epochs": 0, "grow_every": 100, "n_epochs": 4}).fit(X)
+    assert any(row.get("collapsed") for row in model.history_)
+    labels = model.predict(X)
+    assert labels.min() == 0 and set(labels) == set(range(model.tree_.n_leaves))
+
+
+def test_grow_adds_branches_from_a_single_path(planted):
+    X, _ = planted
+    model = HCRL(**{**PLANTED_PARAMS, "init_branching": 1, "n_epochs": 6}).fit(X)
+    events = [row["tree_event"] for row in model.history_ if row["phase"] == "train"]
+    assert any(e.startswith("grow") for e in events)
+    assert max(row["n_leaves"] for row in model.history_ if "n_leaves" in row) > 1
+
+
+def test_bad_input():
+    X = np.random.RandomState(0).uniform(size=(40, 5))
+    model = HCRL(**FAST).fit(X)
+    with pytest.raises(ValueError, match="node must be"):
+        model.sample(2, node=99)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.sample(0)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="diverged"):
+        HCRL(**{**FAST, "lr": 1e12}).fit(X * 1e6)
+
+
+def test_grid_search_with_pipeline_and_dendrogram_purity(planted):
+    X, y = planted
+    search = GridSearchCV(make_pipeline(MinMaxScaler(), HCRL(**{**FAST, "n_epochs": 1})),
+                          {"hcrl__max_leaves": [2, 3]}, scoring=dendrogram_purity_scorer, cv=2)
+    search.fit(X, y)
+    assert 0 < search.best_score_ <= 1
