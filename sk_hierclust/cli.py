@@ -16,28 +16,34 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from . import metrics
 from .datasets import DATASETS, load_dataset
+from .models.hcrl import HCRL
 from .models.treevae import TreeVAE
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER", "DEFAULT_EPOCHS", "MODELS", "main"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER", "DEFAULT_EPOCHS", "EPOCH_PARAMS", "MODELS", "main"]
 
 #: Models the command line can fit: name -> estimator class.
-MODELS = {"treevae": TreeVAE}
+MODELS = {"treevae": TreeVAE, "hcrl": HCRL}
 
-#: Default ``--epochs`` per data set: (initial training, each growth phase,
-#: final fine-tuning): the digits run takes about 2 minutes on 2 CPU cores, the MNIST
-#: ones about the benchmark's (benchmarks/bench_treevae.py).
+#: The estimator parameters ``--epochs`` sets, in order, per model.
+EPOCH_PARAMS = {
+    "treevae": ("n_epochs", "n_epochs_grow", "n_epochs_finetune"),
+    "hcrl": ("n_epochs_pretrain", "n_epochs"),
+}
+
+#: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
+#: most on 2 CPU cores, the others about their benchmark's (benchmarks/bench_*.py).
 DEFAULT_EPOCHS = {
-    "digits": (20, 10, 15),
-    "mnist": (30, 15, 30),
-    "fashion_mnist": (30, 15, 30),
+    "treevae": {"digits": (20, 10, 15), "mnist": (30, 15, 30), "fashion_mnist": (30, 15, 30),
+                "20newsgroups": (30, 15, 30)},
+    "hcrl": {"digits": (20, 30), "mnist": (10, 20), "fashion_mnist": (10, 20), "20newsgroups": (10, 20)},
 }
 
 #: Default ``--batch-size`` per data set (digits has only 1797 samples: small batches
 #: give it enough optimisation steps).
-DEFAULT_BATCH_SIZE = {"digits": 64, "mnist": 256, "fashion_mnist": 256}
+DEFAULT_BATCH_SIZE = {"digits": 64, "mnist": 256, "fashion_mnist": 256, "20newsgroups": 256}
 
-#: Default ``--encoder`` per data set.
-DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv"}
+#: Default ``--encoder`` per data set (20 Newsgroups is TF-IDF text: no images).
+DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv", "20newsgroups": "mlp"}
 
 
 def build_parser():
@@ -73,19 +79,17 @@ def build_parser():
                           "../shared/data)")
     fit.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
                      help="use only the first N training samples")
-    fit.add_argument("--max-leaves", type=int, metavar="N", default=10,
-                     help="maximum number of leaves (default: %(default)s)")
-    fit.add_argument("--max-depth", type=int, metavar="N", default=6,
-                     help="maximum tree depth (default: %(default)s)")
-    fit.add_argument("--epochs", type=int, nargs="+", default=None,
-                     metavar=("N", "N_GROW"), action=_EpochsAction,
-                     help="N [N_GROW [N_FINETUNE]]: epochs of the initial "
-                          "phase, of each growth phase and of the final "
-                          "fine-tuning; a missing number repeats the last "
-                          "one given (default per "
-                          "data set: " + ", ".join(
-                              f"{k} {' '.join(map(str, v))}"
-                              for k, v in DEFAULT_EPOCHS.items()) + ")")
+    fit.add_argument("--max-leaves", type=int, metavar="N", default=None,
+                     help="maximum number of leaves (default: the model's)")
+    fit.add_argument("--max-depth", type=int, metavar="N", default=None,
+                     help="maximum tree depth (default: the model's)")
+    fit.add_argument("--epochs", type=int, nargs="+", default=None, metavar="N", action=_EpochsAction,
+                     help="training epochs, one number per phase of the model (a missing number "
+                          "repeats the last one given): " + "; ".join(
+                              f"{m}: {', '.join(p)}" for m, p in EPOCH_PARAMS.items())
+                          + " (default per model and data set: " + "; ".join(
+                              f"{m} {d} {' '.join(map(str, e))}" for m, per in DEFAULT_EPOCHS.items()
+                              for d, e in per.items()) + ")")
     fit.add_argument("--encoder", choices=("mlp", "conv"), default=None,
                      help="encoder/decoder architecture (default per data set: " + ", ".join(
                          f"{k} {v}" for k, v in DEFAULT_ENCODER.items()) + ")")
@@ -113,12 +117,31 @@ def _positive_int(text):
 
 
 class _EpochsAction(argparse.Action):
-    """Check 1 to 3 non-negative ``--epochs`` values and expand them to 3."""
+    """Check that ``--epochs`` values are non-negative."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if len(values) > 3 or min(values) < 0:
-            parser.error(f"{option_string} takes 1 to 3 non-negative integers")
-        setattr(namespace, self.dest, tuple(values + values[-1:] * (3 - len(values))))
+        if min(values) < 0:
+            parser.error(f"{option_string} takes non-negative integers")
+        setattr(namespace, self.dest, tuple(values))
+
+
+def expand_epochs(model, epochs):
+    """``--epochs`` of ``model``: one number per phase, the last one repeated.
+
+    Parameters
+    ----------
+    model : str
+        Key of :data:`MODELS`.
+    epochs : tuple of int
+        Between 1 and ``len(EPOCH_PARAMS[model])`` numbers (checked by :func:`main`).
+
+    Returns
+    -------
+    dict of str to int
+        Estimator parameter -> epochs.
+    """
+    names = EPOCH_PARAMS[model]
+    return dict(zip(names, epochs + epochs[-1:] * (len(names) - len(epochs))))
 
 
 def load_data(args):
@@ -148,8 +171,8 @@ def build_model(args, epochs, n_features):
     ----------
     args : argparse.Namespace
         Parsed arguments.
-    epochs : tuple of int, length 3
-        Initial, growth and fine-tuning epochs.
+    epochs : dict of str to int
+        Epoch parameters of the model (see :func:`expand_epochs`).
     n_features : int
         Number of input features; images are assumed square with one channel
         (64 -> 8x8, 784 -> 28x28) for the convolutional encoder.
@@ -164,12 +187,10 @@ def build_model(args, epochs, n_features):
     if encoder == "conv":
         side = int(round(np.sqrt(n_features)))
         input_shape = (1, side, side)
+    sizes = {"max_leaves": args.max_leaves, "max_depth": args.max_depth}
     return MODELS[args.model](
-        max_leaves=args.max_leaves,
-        max_depth=args.max_depth,
-        n_epochs=epochs[0],
-        n_epochs_grow=epochs[1],
-        n_epochs_finetune=epochs[2],
+        **{name: value for name, value in sizes.items() if value is not None},
+        **epochs,
         encoder=encoder,
         input_shape=input_shape,
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.dataset],
@@ -271,11 +292,11 @@ def save_outputs(model, X_train, y_train, out):
 
 def fit_command(args):
     """Run the ``fit`` subcommand: load, fit, score, save and report."""
-    epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
+    epochs = expand_epochs(args.model, args.epochs or DEFAULT_EPOCHS[args.model][args.dataset])
     X_train, y_train, X_test, y_test = load_data(args)
     model = build_model(args, epochs, X_train.shape[1])
     print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
-          f"{X_train.shape[1]} features, epochs {epochs}")
+          f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in epochs.items()))
     seconds = fit_model(model, X_train)
     rows = {"train": evaluate(model, X_train, y_train)}
     if X_test is not None:
@@ -305,6 +326,9 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "fit" and args.epochs and len(args.epochs) > len(EPOCH_PARAMS[args.model]):
+        parser.error(f"--epochs takes at most {len(EPOCH_PARAMS[args.model])} numbers for {args.model} "
+                     f"({', '.join(EPOCH_PARAMS[args.model])}), got {len(args.epochs)}")
     try:
         args.func(args)
     except FileNotFoundError as exc:

@@ -34,6 +34,7 @@ def test_fit_help_lists_options(capsys):
     "argv",
     [
         ["fit", "--epochs", "1", "2", "3", "4"],
+        ["fit", "--model", "hcrl", "--epochs", "1", "2", "3"],
         ["fit", "--epochs", "-1"],
         ["fit", "--n-samples", "0"],
         ["fit", "--dataset", "cifar10"],
@@ -48,20 +49,21 @@ def test_bad_arguments_exit_2(argv, capsys):
 
 
 @pytest.mark.parametrize(
-    "given, expected", [(["5"], (5, 5, 5)), (["5", "2"], (5, 2, 2)),
-                        (["5", "2", "7"], (5, 2, 7)), (None, None)],
+    "model, given, expected",
+    [("treevae", (5,), (5, 5, 5)), ("treevae", (5, 2), (5, 2, 2)), ("treevae", (5, 2, 7), (5, 2, 7)),
+     ("hcrl", (4,), (4, 4)), ("hcrl", (4, 9), (4, 9))],
 )
-def test_epochs_expansion(given, expected):
-    argv = ["fit"] + (["--epochs", *given] if given else [])
-    args = cli.build_parser().parse_args(argv)
-    assert args.epochs == expected
+def test_epochs_expansion(model, given, expected):
+    assert cli.expand_epochs(model, given) == dict(zip(cli.EPOCH_PARAMS[model], expected))
 
 
-def test_default_epochs_cover_all_datasets():
+def test_default_epochs_cover_all_models_and_datasets():
     from sk_hierclust.datasets import DATASETS
 
-    assert set(cli.DEFAULT_EPOCHS) == set(DATASETS)
-    assert all(len(v) == 3 for v in cli.DEFAULT_EPOCHS.values())
+    assert set(cli.DEFAULT_EPOCHS) == set(cli.MODELS) == set(cli.EPOCH_PARAMS)
+    for model, per_dataset in cli.DEFAULT_EPOCHS.items():
+        assert set(per_dataset) == set(DATASETS)
+        assert all(len(v) == len(cli.EPOCH_PARAMS[model]) for v in per_dataset.values())
 
 
 def test_missing_data_returns_1(tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_build_model(encoder, n_features, shape):
         ["fit", "--encoder", encoder, "--max-leaves", "4", "--max-depth", "3",
          "--seed", "7", "-vv"]
     )
-    model = cli.build_model(args, (3, 2, 1), n_features)
+    model = cli.build_model(args, cli.expand_epochs("treevae", (3, 2, 1)), n_features)
     params = model.get_params()
     assert isinstance(model, cli.MODELS["treevae"])
     assert params["input_shape"] == shape
@@ -92,6 +94,14 @@ def test_build_model(encoder, n_features, shape):
     assert (params["max_leaves"], params["max_depth"]) == (4, 3)
     assert (params["random_state"], params["verbose"]) == (7, 2)
     assert params["device"] == "cpu"
+
+
+def test_build_model_keeps_the_model_defaults_unless_given():
+    args = cli.build_parser().parse_args(["fit", "--model", "hcrl"])
+    model = cli.build_model(args, cli.expand_epochs("hcrl", (2, 3)), 64)
+    defaults = cli.MODELS["hcrl"]().get_params()
+    assert (model.max_depth, model.max_leaves) == (defaults["max_depth"], defaults["max_leaves"])
+    assert (model.n_epochs_pretrain, model.n_epochs) == (2, 3)
 
 
 def test_format_table():
@@ -105,11 +115,11 @@ def test_format_table():
     assert lines[2].split()[0] == "test"
 
 
-def test_fit_digits_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize("model", sorted(cli.MODELS))
+def test_fit_digits_end_to_end(model, tmp_path, capsys):
     status = cli.main([
-        "fit", "--dataset", "digits", "--n-samples", "300",
-        "--epochs", "1", "1", "1", "--max-leaves", "3",
-        "--out", str(tmp_path),
+        "fit", "--model", model, "--dataset", "digits", "--n-samples", "300",
+        "--epochs", "1", "--max-leaves", "3", "--out", str(tmp_path),
     ])
     assert status == 0
     out = capsys.readouterr().out
