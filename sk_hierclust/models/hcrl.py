@@ -9,6 +9,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import digamma
 from sklearn.base import _fit_context
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -59,7 +60,7 @@ class HCRLModule(nn.Module):
 
     Node parameters live in fixed-capacity tensors (``capacity`` nodes; dead slots are reused),
     so the tree can change by GROW / PRUNE / MERGE without changing parameter shapes. The
-    structure is kept as Python lists (``parent``, ``level``, ``children``) and summarised
+    structure is kept as Python lists (``parent``, ``level``, ``kids``) and summarised
     in index tensors (:meth:`refresh`) over "paths": the ``n_full`` full root-to-leaf paths
     first, then one inner path per internal node (a new branch below it, paper eq. 4).
 
@@ -81,6 +82,7 @@ class HCRLModule(nn.Module):
         super().__init__()
         self.latent_dim, self.max_depth, self.capacity = latent_dim, max_depth, capacity
         self.likelihood, self.local_eta, self.gamma = likelihood, local_eta, gamma
+        self.elog_new_stick = float(digamma(1.0) - digamma(1.0 + gamma))  # E[log v] of a new node's stick
         self.n_train = 1
         self.pretraining = True
         self.encoder = make_encoder(encoder, n_features, input_shape, hidden_dims)
@@ -105,7 +107,7 @@ class HCRLModule(nn.Module):
         self.parent = [-1] + [-2] * (capacity - 1)  # -2 marks a free slot
         self.level = [0] * capacity
         self.kids = [[] for _ in range(capacity)]
-        for name in ("paths", "path_nodes", "inner_children", "n_new", "sib_before"):
+        for name in ("paths", "path_nodes", "inner_children", "n_new", "sib_before", "has_stick"):
             self.register_buffer(name, None, persistent=False)  # set by refresh; follow .to() / .double()
         self.refresh()
 
@@ -192,6 +194,7 @@ class HCRLModule(nn.Module):
         self.inner_children = torch.as_tensor(inner_children, **floats)
         self.n_new = torch.as_tensor(n_new, **floats)
         self.sib_before = torch.as_tensor(sib_before, **floats)
+        self.has_stick = torch.as_tensor([float(p >= 0) for p in self.parent], **floats)  # live non-root nodes
         self.reset_statistics()
 
     def reset_statistics(self):
@@ -212,8 +215,7 @@ class HCRLModule(nn.Module):
         elog_v = torch.digamma(a) - torch.digamma(a + b)
         elog_1mv = torch.digamma(b) - torch.digamma(a + b)
         elog_weight = elog_v + self.sib_before @ elog_1mv
-        new_node = float(torch.digamma(torch.tensor(1.0)) - torch.digamma(torch.tensor(1.0 + self.gamma)))
-        return self.path_nodes @ elog_weight + self.inner_children @ elog_1mv + self.n_new * new_node
+        return self.path_nodes @ elog_weight + self.inner_children @ elog_1mv + self.n_new * self.elog_new_stick
 
     def encode(self, x):
         """q(z | x): mean and variance, each (B, J)."""
@@ -280,9 +282,6 @@ class HCRLModule(nn.Module):
         eta_mean, eta_var = self.level_posterior(x)
         # E[log eta] by one reparameterised draw of the logistic normal (its mean in eval mode)
         elog_eta = torch.log_softmax(reparameterize(eta_mean, eta_var, self.training), 1)
-        kl_eta = kl_normal(eta_mean[:1] if not self.local_eta else eta_mean,
-                           eta_var[:1] if not self.local_eta else eta_var,
-                           torch.zeros_like(self.eta_prior_var), self.eta_prior_var)
         ell = _gaussian_loglik(mean, var, self.node_mean, self.node_logvar)[:, self.paths]
         elog_prior = self.path_log_prior()
         with torch.no_grad():
@@ -294,15 +293,14 @@ class HCRLModule(nn.Module):
             "kl_path": (S * (S.clamp_min(1e-30).log() - elog_prior)).sum(1),
             "kl_level": (omega * (omega.clamp_min(1e-30).log() - elog_eta)).sum(1),
         }
+        prior = (torch.zeros_like(self.eta_prior_var), self.eta_prior_var)
         if self.local_eta:
-            terms["kl_eta"] = kl_eta
+            terms["kl_eta"] = kl_normal(eta_mean, eta_var, *prior)
         if self.training:
             if not self.local_eta:
-                terms["kl_eta"] = kl_eta.expand(x.shape[0]) / self.n_train
+                terms["kl_eta"] = kl_normal(eta_mean[0], eta_var[0], *prior).expand(x.shape[0]) / self.n_train
             a, b = self.sticks()
-            alive = torch.as_tensor([0.0] + [float(p >= 0) for p in self.parent[1:]], device=x.device,
-                                    dtype=a.dtype)
-            kl_v = (_kl_beta(a, b, torch.ones_like(a), torch.full_like(b, self.gamma)) * alive).sum()
+            kl_v = (_kl_beta(a, b, torch.ones_like(a), torch.full_like(b, self.gamma)) * self.has_stick).sum()
             terms["kl_v"] = kl_v.expand(x.shape[0]) / self.n_train
             self._accumulate(S.detach(), mean.detach(), var.detach())
         return terms
