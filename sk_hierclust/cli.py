@@ -17,17 +17,19 @@ from sklearn.metrics import normalized_mutual_info_score
 from . import metrics
 from .datasets import DATASETS, load_dataset
 from .models.hcrl import HCRL
+from .models.htvae import HTVAE
 from .models.treevae import TreeVAE
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER", "DEFAULT_EPOCHS", "EPOCH_PARAMS", "MODELS", "main"]
 
 #: Models the command line can fit: name -> estimator class.
-MODELS = {"treevae": TreeVAE, "hcrl": HCRL}
+MODELS = {"treevae": TreeVAE, "hcrl": HCRL, "htvae": HTVAE}
 
 #: The estimator parameters ``--epochs`` sets, in order, per model.
 EPOCH_PARAMS = {
     "treevae": ("n_epochs", "n_epochs_grow", "n_epochs_finetune"),
     "hcrl": ("n_epochs_pretrain", "n_epochs"),
+    "htvae": ("n_epochs",),
 }
 
 #: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
@@ -36,6 +38,7 @@ DEFAULT_EPOCHS = {
     "treevae": {"digits": (20, 10, 15), "mnist": (30, 15, 30), "fashion_mnist": (30, 15, 30),
                 "20newsgroups": (30, 15, 30)},
     "hcrl": {"digits": (20, 30), "mnist": (10, 20), "fashion_mnist": (10, 20), "20newsgroups": (10, 20)},
+    "htvae": {"digits": (20,), "mnist": (15,), "fashion_mnist": (15,), "20newsgroups": (15,)},
 }
 
 #: Default ``--batch-size`` per data set (digits has only 1797 samples: small batches

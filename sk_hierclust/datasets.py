@@ -20,8 +20,12 @@ import sklearn.datasets
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils import Bunch, check_random_state
 
+from .tree import ClusterTree
+
 __all__ = [
     "DATASETS",
+    "FASHION_MNIST_CLASS_NODE",
+    "FASHION_MNIST_HIERARCHY",
     "load_20newsgroups",
     "load_dataset",
     "load_digits",
@@ -31,6 +35,15 @@ __all__ = [
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("digits", "mnist", "fashion_mnist", "20newsgroups")
+
+#: Fashion-MNIST super-class hierarchy (issue 5, for
+#: :func:`~sk_hierclust.metrics.tree_distance_error`): root 0; clothes 1, accessories 2;
+#: light tops 3, heavy tops 4, bottoms 5, dresses 6 (under clothes); bags 7, shoes 8 (under
+#: accessories); the ten classes as leaves 9..18.
+FASHION_MNIST_HIERARCHY = ClusterTree([-1, 0, 0, 1, 1, 1, 1, 2, 2, 3, 5, 4, 6, 4, 8, 3, 8, 7, 8])
+#: Leaf of each Fashion-MNIST class 0..9 (T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal,
+#: Shirt, Sneaker, Bag, Ankle boot) in :data:`FASHION_MNIST_HIERARCHY`.
+FASHION_MNIST_CLASS_NODE = np.arange(9, 19)
 
 _IMAGES_MAGIC = 2051  # IDX header: unsigned byte data, 3 dimensions
 _LABELS_MAGIC = 2049  # IDX header: unsigned byte data, 1 dimension

@@ -23,6 +23,7 @@ __all__ = [
     "dendrogram_purity_scorer",
     "leaf_purity_scorer",
     "cluster_accuracy_scorer",
+    "tree_distance_error",
 ]
 
 
@@ -333,3 +334,78 @@ def cluster_accuracy_scorer(estimator, X, y):
     """
     y = _check_y(y, "cluster_accuracy_scorer")
     return cluster_accuracy(y, estimator.predict(X))
+
+
+def tree_distance_error(tree, nodes, true_tree, true_nodes):
+    """Tree distance error ``D_tree``: mismatch of pairwise topological distances in two trees.
+
+    With ``d_S(a, b)`` the number of edges between the nodes of samples ``a`` and ``b`` in
+    the learned ``tree`` and ``d_H(a, b)`` the same in the true hierarchy,
+
+    ``D_tree = 1 / N^2 * sum_{a, b} (d_S(a, b) - d_H(a, b))^2 = ||D_S - D_H||_F^2 / N^2``
+
+    (HTVAE paper, eq. 15), over all ordered pairs of the ``N`` samples. It is 0 when the two
+    trees place every pair of samples equally far apart.
+
+    The ``N x N`` matrices are never formed: with ``C[u, h]`` the number of samples at node
+    ``u`` of ``tree`` and node ``h`` of ``true_tree``, ``n = C 1`` and ``m = C^T 1``, the sum is
+    ``n^T D_S^2 n + m^T D_H^2 m - 2 sum(D_H * (C^T D_S C))`` (squares elementwise), with
+    ``D_S`` and ``D_H`` restricted to the nodes that hold samples; time and memory
+    ``O(N + U^2 + H^2 + U H)`` for ``U`` and ``H`` occupied nodes.
+
+    Parameters
+    ----------
+    tree : ClusterTree
+        The learned hierarchy.
+    nodes : array-like of int, shape (n_samples,)
+        Node of each sample in ``tree`` (e.g. ``estimator.apply(X)``).
+    true_tree : ClusterTree
+        The true hierarchy, e.g. classes as leaves under their super-classes.
+    true_nodes : array-like of int, shape (n_samples,)
+        Node of each sample in ``true_tree``; for classes ``y`` at the leaves, e.g.
+        ``class_to_node[y]``.
+
+    Returns
+    -------
+    score : float
+        ``D_tree >= 0`` (lower is better), in squared edges.
+
+    Raises
+    ------
+    ValueError
+        If a tree is not a ClusterTree, the lengths differ or a node id is out of range.
+
+    References
+    ----------
+    .. [1] Hierarchical topological VAE (HTVAE), eq. 15 (tree distance error), as summarised
+       in issue 5 of this project.
+
+    Examples
+    --------
+    >>> from sk_hierclust import ClusterTree
+    >>> from sk_hierclust.metrics import tree_distance_error
+    >>> learned = ClusterTree([-1, 0, 0])          # root with two leaves
+    >>> truth = ClusterTree([-1, 0, 0, 1, 1])       # leaves 3, 4 under node 1, leaf 2
+    >>> tree_distance_error(learned, [1, 2], truth, [3, 2])  # d_S = 2, d_H = 3
+    0.5
+    """
+    for name, t in (("tree", tree), ("true_tree", true_tree)):
+        if not isinstance(t, ClusterTree):
+            raise ValueError(f"{name} must be a ClusterTree; got {type(t).__name__}.")
+    nodes, true_nodes = _check_labels(nodes, true_nodes, "true_nodes")
+    nodes, true_nodes = tree._check_nodes(nodes, "nodes"), true_tree._check_nodes(true_nodes, "true_nodes")
+    used, u = np.unique(nodes, return_inverse=True)
+    true_used, h = np.unique(true_nodes, return_inverse=True)
+    C = np.zeros((used.size, true_used.size))
+    np.add.at(C, (u, h), 1.0)
+
+    def squared_distances(t, v):
+        a, b = np.meshgrid(v, v, indexing="ij")
+        d = (t.depth[a] + t.depth[b] - 2 * t.depth[t.lca(a, b)]).astype(np.float64)
+        return d, d * d
+
+    D_S, D_S2 = squared_distances(tree, used)
+    D_H, D_H2 = squared_distances(true_tree, true_used)
+    n, m = C.sum(1), C.sum(0)
+    total = n @ D_S2 @ n + m @ D_H2 @ m - 2 * np.sum(D_H * (C.T @ D_S @ C))
+    return float(max(total, 0.0) / nodes.shape[0] ** 2)

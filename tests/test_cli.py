@@ -119,7 +119,7 @@ def test_format_table():
 def test_fit_digits_end_to_end(model, tmp_path, capsys):
     status = cli.main([
         "fit", "--model", model, "--dataset", "digits", "--n-samples", "300",
-        "--epochs", "1", "--max-leaves", "3", "--out", str(tmp_path),
+        "--epochs", "1", "--max-leaves", "4", "--out", str(tmp_path),
     ])
     assert status == 0
     out = capsys.readouterr().out

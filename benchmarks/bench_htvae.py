@@ -1,0 +1,167 @@
+"""HTVAE benchmark on MNIST / Fashion-MNIST: stacked SOMs vs one SOM vs recursive k-means / GMM.
+
+For each dataset, trains on the (first ``--n-train``) training images and evaluates on all
+test images:
+
+- ``HTVAE``: three maps, ``(8, 8), (4, 4), (2, 2)`` (64 finest codes);
+- ``SOM-VAE (M=1)``: the same model with the single map ``(8, 8)``;
+- ``VAE+HKM`` / ``VAE+HGMM``: recursive k-means / Gaussian mixtures (branching 4, depth 3,
+  so 64 leaves as the HTVAE's finest map) on HTVAE's embeddings ``transform(X) = mu_0`` (the
+  VAE is HTVAE's encoder, so the baselines differ from HTVAE only in the clustering);
+- ``HTVAE + must-link``: HTVAE trained with must-link pairs drawn from 1% of the same-class
+  pairs of the training set.
+
+Columns: leaf purity (LP), NMI and cluster accuracy (ACC, Hungarian matching; with 64 leaves
+the samples of unmatched leaves count as errors) of the finest clusters, dendrogram purity
+(DP) of the tree, and for Fashion-MNIST the tree distance error ``D_tree`` (paper eq. 15)
+against :data:`FASHION_MNIST_HIERARCHY` (lower is better).
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_htvae.py --datasets mnist fashion_mnist \\
+        --n-train 10000 --epochs 12
+
+Paper anchors: MNIST LP 0.95, NMI 0.54; Fashion LP 0.81, NMI 0.48, D_tree 3.49.
+Target (issue 5): HTVAE >= SOM-VAE (M=1) and VAE+HKM on LP and NMI.
+"""
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.mixture import GaussianMixture
+
+from sk_hierclust import ClusterTree
+from sk_hierclust.datasets import FASHION_MNIST_CLASS_NODE, FASHION_MNIST_HIERARCHY, load_dataset
+from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity, tree_distance_error
+from sk_hierclust import HTVAE
+
+
+
+class RecursiveClustering:
+    """Divisive hierarchy: ``make(n)`` (a KMeans or GaussianMixture of ``n`` components) splits
+    every node of at least ``min_size`` training samples into ``branching`` children, ``depth`` times.
+
+    After :meth:`fit`, ``tree_`` is a :class:`ClusterTree` (nodes numbered breadth-first) and
+    :meth:`apply` routes samples down the fitted models to a leaf.
+    """
+
+    def __init__(self, make, branching=4, depth=3, min_size=20):
+        self.make, self.branching, self.depth, self.min_size = make, branching, depth, min_size
+
+    def fit(self, Z):
+        self.parent_, self.models_, self.children_ = [-1], {}, {}
+        frontier = [(0, np.arange(len(Z)))]
+        for _ in range(self.depth):
+            next_frontier = []
+            for node, idx in frontier:
+                if len(idx) < max(self.min_size, self.branching):
+                    continue
+                model = self.make(self.branching).fit(Z[idx])
+                labels = model.predict(Z[idx])
+                self.models_[node], self.children_[node] = model, []
+                for k in range(self.branching):
+                    self.children_[node].append(len(self.parent_))
+                    self.parent_.append(node)
+                    next_frontier.append((self.children_[node][-1], idx[labels == k]))
+            frontier = next_frontier
+        nodes = self.apply(Z)
+        counts = np.bincount(nodes, minlength=len(self.parent_))
+        tree = ClusterTree(self.parent_)
+        self.tree_ = ClusterTree(self.parent_, tree._subtree_sum(counts))
+        return self
+
+    def apply(self, Z):
+        nodes = np.zeros(len(Z), dtype=int)
+        for _ in range(self.depth):
+            for node, model in self.models_.items():
+                idx = np.flatnonzero(nodes == node)
+                if idx.size:
+                    nodes[idx] = np.asarray(self.children_[node])[model.predict(Z[idx])]
+        return nodes
+
+
+def must_link_pairs(y, fraction, seed):
+    """Pairs drawn uniformly (with replacement) from ``fraction`` of the same-class pairs of ``y``."""
+    rng = np.random.RandomState(seed)
+    pairs = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        n = int(round(fraction * len(members) * (len(members) - 1) / 2))
+        a, b = rng.choice(members, n), rng.choice(members, n)
+        pairs.append(np.stack([a[a != b], b[a != b]], 1))
+    return np.concatenate(pairs)
+
+
+def scores(y, tree, nodes, labels, fashion):
+    row = {"LP": leaf_purity(y, labels), "NMI": normalized_mutual_info_score(y, labels),
+           "ACC": cluster_accuracy(y, labels), "DP": dendrogram_purity(y, tree, nodes)}
+    row["D_tree"] = (tree_distance_error(tree, nodes, FASHION_MNIST_HIERARCHY, FASHION_MNIST_CLASS_NODE[y])
+                     if fashion else np.nan)
+    return row
+
+
+def leaf_labels(tree, nodes):
+    lookup = np.full(tree.node_count, -1)
+    lookup[tree.label_to_node] = np.arange(tree.label_to_node.size)
+    return lookup[nodes]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"],
+                        choices=["mnist", "fashion_mnist"])
+    parser.add_argument("--data-home", default="../shared/data")
+    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--must-link-fraction", type=float, default=0.01)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    common = dict(n_epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed)
+    for dataset in args.datasets:
+        X_train, y_train, X_test, y_test = load_dataset(dataset, data_home=args.data_home)
+        X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]
+        fashion = dataset == "fashion_mnist"
+        print(f"\n== {dataset}: {len(X_train)} training, {len(X_test)} test images; {args.epochs} epochs, "
+              f"batch {args.batch_size}", flush=True)
+        rows, times = {}, {}
+
+        def run_htvae(name, must_link=None, **params):
+            start = time.perf_counter()
+            model = HTVAE(**params, **common).fit(X_train, must_link=must_link)
+            times[name] = time.perf_counter() - start
+            nodes = model.apply(X_test)
+            rows[name] = scores(y_test, model.tree_, nodes, model.predict(X_test), fashion)
+            print(f"  {name}: {times[name]:.0f} s, {model.tree_.label_to_node.size} non-empty finest codes",
+                  flush=True)
+            return model
+
+        htvae = run_htvae("HTVAE (8x8, 4x4, 2x2)", map_shapes=((8, 8), (4, 4), (2, 2)))
+        run_htvae("SOM-VAE (M=1, 8x8)", map_shapes=((8, 8),))
+        Z_train, Z_test = htvae.transform(X_train), htvae.transform(X_test)
+        for name, make in (("VAE+HKM (4, 4, 4)", lambda k: KMeans(k, n_init=3, random_state=args.seed)),
+                           ("VAE+HGMM (4, 4, 4)", lambda k: GaussianMixture(k, covariance_type="diag",
+                                                                            random_state=args.seed))):
+            start = time.perf_counter()
+            rec = RecursiveClustering(make).fit(Z_train)
+            times[name] = time.perf_counter() - start
+            nodes = rec.apply(Z_test)
+            rows[name] = scores(y_test, rec.tree_, nodes, leaf_labels(rec.tree_, nodes), fashion)
+        pairs = must_link_pairs(y_train, args.must_link_fraction, args.seed)
+        print(f"  must-link: {len(pairs)} pairs ({args.must_link_fraction:.0%} of the same-class pairs)", flush=True)
+        run_htvae("HTVAE + must-link", must_link=pairs, map_shapes=((8, 8), (4, 4), (2, 2)))
+
+        print(f"\n{dataset} (test set)")
+        print(f"{'':26s}" + "".join(f"{k:>8s}" for k in ("LP", "NMI", "ACC", "DP", "D_tree", "fit s")))
+        for name, row in rows.items():
+            print(f"{name:26s}" + "".join(f"{v:8.3f}" for v in row.values()) + f"{times[name]:8.0f}")
+        print("(D_tree only for fashion_mnist; lower is better)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
