@@ -217,8 +217,6 @@ class HTVAEModule(nn.Module):
 
     # ---- loss -----------------------------------------------------------------------------
     def forward(self, x):
-        if x.is_sparse:
-            x = x.to_dense()
         n = x.shape[0]
         pairs = self.training and self.must_link is not None
         x_all = torch.cat([x, self._pair_rows(n, x)]) if pairs else x
