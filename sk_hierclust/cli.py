@@ -19,17 +19,19 @@ from .datasets import DATASETS, load_dataset
 from .models.hcrl import HCRL
 from .models.htvae import HTVAE
 from .models.treevae import TreeVAE
+from .models.vlac import VLAC
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER", "DEFAULT_EPOCHS", "EPOCH_PARAMS", "MODELS", "main"]
 
 #: Models the command line can fit: name -> estimator class.
-MODELS = {"treevae": TreeVAE, "hcrl": HCRL, "htvae": HTVAE}
+MODELS = {"treevae": TreeVAE, "hcrl": HCRL, "htvae": HTVAE, "vlac": VLAC}
 
 #: The estimator parameters ``--epochs`` sets, in order, per model.
 EPOCH_PARAMS = {
     "treevae": ("n_epochs", "n_epochs_grow", "n_epochs_finetune"),
     "hcrl": ("n_epochs_pretrain", "n_epochs"),
     "htvae": ("n_epochs",),
+    "vlac": ("n_epochs",),
 }
 
 #: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
@@ -39,6 +41,7 @@ DEFAULT_EPOCHS = {
                 "20newsgroups": (30, 15, 30)},
     "hcrl": {"digits": (20, 30), "mnist": (10, 20), "fashion_mnist": (10, 20), "20newsgroups": (10, 20)},
     "htvae": {"digits": (20,), "mnist": (15,), "fashion_mnist": (15,), "20newsgroups": (15,)},
+    "vlac": {"digits": (40,), "mnist": (30,), "fashion_mnist": (30,), "20newsgroups": (30,)},
 }
 
 #: Default ``--batch-size`` per data set (digits has only 1797 samples: small batches
@@ -83,9 +86,9 @@ def build_parser():
     fit.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
                      help="use only the first N training samples")
     fit.add_argument("--max-leaves", type=int, metavar="N", default=None,
-                     help="maximum number of leaves (default: the model's)")
+                     help="maximum number of leaves (default: the model's; not for vlac)")
     fit.add_argument("--max-depth", type=int, metavar="N", default=None,
-                     help="maximum tree depth (default: the model's)")
+                     help="maximum tree depth (default: the model's; not for vlac)")
     fit.add_argument("--epochs", type=int, nargs="+", default=None, metavar="N", action=_EpochsAction,
                      help="training epochs, one number per phase of the model (a missing number "
                           "repeats the last one given): " + "; ".join(
@@ -167,6 +170,12 @@ def load_data(args):
     return X_train, y_train, X_test, y_test
 
 
+def _size_options(args):
+    """The ``--max-leaves`` / ``--max-depth`` values given, as estimator parameters."""
+    sizes = {"max_leaves": args.max_leaves, "max_depth": args.max_depth}
+    return {name: value for name, value in sizes.items() if value is not None}
+
+
 def build_model(args, epochs, n_features):
     """Create the (unfitted) estimator from the command line options.
 
@@ -190,9 +199,8 @@ def build_model(args, epochs, n_features):
     if encoder == "conv":
         side = int(round(np.sqrt(n_features)))
         input_shape = (1, side, side)
-    sizes = {"max_leaves": args.max_leaves, "max_depth": args.max_depth}
     return MODELS[args.model](
-        **{name: value for name, value in sizes.items() if value is not None},
+        **_size_options(args),
         **epochs,
         encoder=encoder,
         input_shape=input_shape,
@@ -329,9 +337,14 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "fit" and args.epochs and len(args.epochs) > len(EPOCH_PARAMS[args.model]):
-        parser.error(f"--epochs takes at most {len(EPOCH_PARAMS[args.model])} numbers for {args.model} "
-                     f"({', '.join(EPOCH_PARAMS[args.model])}), got {len(args.epochs)}")
+    if args.command == "fit":
+        if args.epochs and len(args.epochs) > len(EPOCH_PARAMS[args.model]):
+            parser.error(f"--epochs takes at most {len(EPOCH_PARAMS[args.model])} numbers for {args.model} "
+                         f"({', '.join(EPOCH_PARAMS[args.model])}), got {len(args.epochs)}")
+        unknown = set(_size_options(args)) - set(MODELS[args.model]().get_params())
+        if unknown:
+            parser.error(f"{args.model} has no {' or '.join('--' + u.replace('_', '-') for u in sorted(unknown))} "
+                         "(its tree size follows from its own parameters, e.g. VLAC's n_clusters)")
     try:
         args.func(args)
     except FileNotFoundError as exc:

@@ -35,6 +35,7 @@ def test_fit_help_lists_options(capsys):
     [
         ["fit", "--epochs", "1", "2", "3", "4"],
         ["fit", "--model", "hcrl", "--epochs", "1", "2", "3"],
+        ["fit", "--model", "vlac", "--max-leaves", "4"],
         ["fit", "--epochs", "-1"],
         ["fit", "--n-samples", "0"],
         ["fit", "--dataset", "cifar10"],
@@ -119,7 +120,7 @@ def test_format_table():
 def test_fit_digits_end_to_end(model, tmp_path, capsys):
     status = cli.main([
         "fit", "--model", model, "--dataset", "digits", "--n-samples", "300",
-        "--epochs", "1", "--max-leaves", "4", "--out", str(tmp_path),
+        "--epochs", "1", "--out", str(tmp_path),
     ])
     assert status == 0
     out = capsys.readouterr().out
