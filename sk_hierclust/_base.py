@@ -169,6 +169,28 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
                 outputs.append(fn(module, x).cpu().numpy())
         return np.concatenate(outputs)
 
+    def decision_path(self, X):
+        """Root-to-node path indicator of each sample's node of ``tree_`` (see ``apply``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
+        """
+        nodes = self.apply(X)  # checks that the model is fitted
+        return self.tree_.decision_path(nodes)
+
+    def _check_sample_args(self, n_samples, node=None):
+        """Raise ``ValueError`` unless ``n_samples >= 1`` and ``node`` is None or a node of ``tree_``."""
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        if node is not None and not (isinstance(node, Integral) and 0 <= node < self.tree_.node_count):
+            raise ValueError(f"node must be a node id of tree_ in [0, {self.tree_.node_count - 1}], got {node!r}.")
+
     def score(self, X, y=None):
         """Mean ELBO per sample, in nats (higher is better).
 

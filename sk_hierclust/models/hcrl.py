@@ -13,7 +13,6 @@ from scipy.special import digamma
 from sklearn.base import _fit_context
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from torch import nn
 
@@ -830,19 +829,6 @@ class HCRL(DeepClusterMixin):
         module_nodes = self.net_.module_.full_paths.cpu().numpy()[paths, omega.argmax(1)]
         return self._tree_id_[module_nodes]
 
-    def decision_path(self, X):
-        """Root-to-node path indicator of each sample's node (see :meth:`apply`).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
-        """
-        return self.tree_.decision_path(self.apply(X))
-
     def transform(self, X):
         """Posterior mean of ``z`` or, with ``transform_features="level_proportion"``, ``E[eta | x]``.
 
@@ -907,8 +893,7 @@ class HCRL(DeepClusterMixin):
             If ``n_samples < 1``.
         """
         X = self._validate_X(X)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        self._check_sample_args(n_samples)
         with self._seeded():
             return self._infer(X, lambda m, x: m.log_likelihood(x, n_samples))
 
@@ -931,11 +916,7 @@ class HCRL(DeepClusterMixin):
         ValueError
             If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        if node is not None and not (isinstance(node, Integral) and 0 <= node < self.tree_.node_count):
-            raise ValueError(f"node must be a node id of tree_ in [0, {self.tree_.node_count - 1}], got {node!r}.")
+        self._check_sample_args(n_samples, node)
         module_node = None if node is None else int(self._module_node_[node])
         with self._seeded(), self._inference_module() as module:
             return module.generate(n_samples, module_node).cpu().numpy()

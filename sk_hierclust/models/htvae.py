@@ -596,19 +596,6 @@ class HTVAE(DeepClusterMixin):
             nodes = tree.parent[nodes]
         return self.node_codes_[nodes, 1]
 
-    def decision_path(self, X):
-        """Root-to-leaf path indicator of each sample's finest code.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
-        """
-        return self.tree_.decision_path(self.apply(X))
-
     def transform(self, X):
         """Posterior mean ``mu_0`` of the encoder.
 
@@ -661,11 +648,7 @@ class HTVAE(DeepClusterMixin):
         ValueError
             If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        if node is not None and not (isinstance(node, Integral) and 0 <= node < self.tree_.node_count):
-            raise ValueError(f"node must be a node id of tree_ in [0, {self.tree_.node_count - 1}], got {node!r}.")
+        self._check_sample_args(n_samples, node)
         with self._seeded(), self._inference_module() as module:
             if node is None or node == 0:
                 weights = torch.as_tensor(self.tree_.n_node_samples[self.tree_.label_to_node], dtype=torch.float64)

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._base import DeepClusterMixin
@@ -658,20 +657,6 @@ class TreeVAE(DeepClusterMixin):
         labels = self.predict(X)
         return self.tree_.label_to_node[labels]
 
-    def decision_path(self, X):
-        """Root-to-leaf path indicator of each sample's most probable leaf.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
-        """
-        nodes = self.apply(X)
-        return self.tree_.decision_path(nodes)
-
     def transform(self, X):
         """Posterior mean of the root latent ``z_0``.
 
@@ -723,11 +708,7 @@ class TreeVAE(DeepClusterMixin):
         ValueError
             If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        if node is not None and not (isinstance(node, Integral) and 0 <= node < self.tree_.node_count):
-            raise ValueError(f"node must be a node id of tree_ in [0, {self.tree_.node_count - 1}], got {node!r}.")
+        self._check_sample_args(n_samples, node)
         module_node = 0 if node is None else int(self._module_node_[node])
         with self._seeded(), self._inference_module() as module:
             return module.generate(n_samples, module_node).cpu().numpy()

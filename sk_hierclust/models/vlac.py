@@ -593,19 +593,6 @@ class VLAC(DeepClusterMixin):
         labels = self.predict(X)
         return self.tree_.label_to_node[labels]
 
-    def decision_path(self, X):
-        """Root-to-leaf path indicator of each sample's leaf.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scipy.sparse.csr_matrix of shape ``(n_samples, tree_.node_count)``
-        """
-        return self.tree_.decision_path(self.apply(X))
-
     def transform(self, X):
         """Posterior means ``E[z_l | x]`` of all layers, concatenated, top layer first.
 
@@ -680,9 +667,7 @@ class VLAC(DeepClusterMixin):
             If ``n_samples < 1``, ``layer`` is not in ``[0, n_layers - 1]`` or ``cluster`` not
             in ``[0, n_clusters_[layer] - 1]``.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        self._check_sample_args(n_samples)
         layer = self.cluster_layer_ if layer is None else self._check_layer(layer)
         n_comp = self.n_clusters_[layer]
         if cluster is not None and not (isinstance(cluster, Integral) and 0 <= cluster < n_comp):
