@@ -28,7 +28,8 @@ class DeepClusterMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluste
     Subclasses declare their ``__init__`` parameters (stored verbatim), build a torch
     module in ``fit`` and train it through :meth:`_make_net` / :meth:`_run_phase`; this base
     provides input validation (``validate_data``: dense or CSR, finite, float32, at least 2
-    samples; a sparse ``X`` is densified batch by batch, never as a whole), seeding of torch from ``random_state`` without touching the global torch RNG,
+    samples; a sparse ``X`` is densified batch by batch, never as a whole), seeding of torch
+    from ``random_state`` without touching the global torch RNG,
     the skorch :class:`~sk_hierclust._skorch.ELBONet` (composition: the estimator has
     ``net_``), deterministic batched inference in float64, the ``score`` method and the
     scikit-learn tags.

@@ -23,7 +23,7 @@ from ..tree import ClusterTree
 
 ETA_HIDDEN = 10  # the level-proportion encoder g_eta: D -> 10 -> 10 -> 2L (paper §"Neural architecture")
 COORDINATE_STEPS = 3  # alternating closed-form updates of q(path) and q(level) per batch
-MIN_VAR = 1e-3  # floor of a node variance initialised from k-means, relative to the embedding variance
+MIN_VAR = 1e-3  # variance floor of a node set from embeddings (times their variance for the initial tree)
 LOG_2PI = math.log(2 * math.pi)
 
 
