@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from sk_hierclust import HCRL
-from sk_hierclust._testing import FAST_PARAMS, make_planted
+from sk_hierclust._testing import FAST_PARAMS
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, dendrogram_purity_scorer
 from sk_hierclust.models.hcrl import HCRLModule, TreeDynamics, _gaussian_loglik, _kl_beta
 
@@ -28,12 +28,6 @@ FAST = FAST_PARAMS[HCRL]
 # for seeds 0, 1, 2, 4, 5 (seed 3 ends with 3 leaves); the tests use seed 0.
 PLANTED_PARAMS = dict(max_depth=3, max_leaves=4, init_branching=2, hidden_dims=(64, 32), latent_dim=4,
                       n_epochs=5, n_epochs_pretrain=20, lock_epochs=20, batch_size=32, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def planted():
-    X, y = make_planted()
-    return MinMaxScaler().fit_transform(X).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_hierclust import ClusterTree, TreeVAE
-from sk_hierclust._testing import FAST_PARAMS, make_planted
+from sk_hierclust._testing import FAST_PARAMS
 from sk_hierclust.metrics import (
     cluster_accuracy,
     cluster_accuracy_scorer,
@@ -47,17 +47,6 @@ FAST = FAST_PARAMS[TreeVAE]
 # the ELBO does not penalise), so the super-cluster tests use seed 1.
 PLANTED_PARAMS = dict(max_leaves=4, max_depth=2, latent_dim=8, n_epochs=6, n_epochs_grow=8,
                       n_epochs_finetune=0, batch_size=16, lr=2e-3, random_state=1)
-
-
-@pytest.fixture(scope="module")
-def planted_raw():
-    return make_planted()
-
-
-@pytest.fixture(scope="module")
-def planted(planted_raw):
-    X, y = planted_raw
-    return MinMaxScaler().fit_transform(X).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sk_hierclust._testing import FAST_PARAMS, make_planted
+from sk_hierclust._testing import FAST_PARAMS
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, dendrogram_purity_scorer, leaf_purity
 from sk_hierclust.models.vlac import VLAC, VLACModule
 from sk_hierclust.nn.losses import kl_normal, negative_log_likelihood
@@ -36,17 +36,6 @@ FAST = FAST_PARAMS[VLAC]
 PLANTED_PARAMS = dict(n_clusters=(2, 4), latent_dims=2, n_epochs=30, batch_size=16, random_state=0)
 
 TINY = dict(n_clusters=(2, 3), latent_dims=2, n_epochs=1, batch_size=16, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def planted_raw():
-    return make_planted()
-
-
-@pytest.fixture(scope="module")
-def planted(planted_raw):
-    X, y = planted_raw
-    return MinMaxScaler().fit_transform(X).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
