@@ -702,6 +702,31 @@ class ClusterTree:
 
     # ------------------------------------------------------------ factories
     @classmethod
+    def from_sample_nodes(cls, parent, nodes):
+        """Tree with the given ``parent`` array, its sample counts from each sample's node.
+
+        Parameters
+        ----------
+        parent : array-like of int, shape (node_count,)
+            As for :class:`ClusterTree`.
+        nodes : array-like of int, shape (n_samples,)
+            The node each training sample sits at (a leaf or an internal node).
+
+        Returns
+        -------
+        tree : ClusterTree
+            ``n_node_samples`` counts the samples over each node's subtree.
+
+        Raises
+        ------
+        ValueError
+            If ``parent`` does not describe a tree in topological order.
+        """
+        tree = cls(parent)
+        counts = np.bincount(np.asarray(nodes, dtype=np.int64), minlength=tree.node_count)
+        return cls(parent, n_node_samples=tree._subtree_sum(counts))
+
+    @classmethod
     def from_linkage(cls, Z, n_leaves=None):
         """Build a tree by cutting a scipy linkage matrix.
 
@@ -771,10 +796,7 @@ class ClusterTree:
         _, cluster_nodes = hierarchy.to_tree(Z, rd=True)
         for c in cut_clusters.tolist():
             nodes[cluster_nodes[c].pre_order()] = new_id[c]
-        tree = cls(parent)
-        counts = np.bincount(nodes, minlength=tree.node_count)
-        tree = cls(parent, n_node_samples=tree._subtree_sum(counts))
-        return tree, nodes
+        return cls.from_sample_nodes(parent, nodes), nodes
 
     @classmethod
     def from_agglomerative(cls, model, n_leaves=None):

@@ -437,3 +437,10 @@ def test_bad_counts():
         ClusterTree([-1, 0, 0], n_node_samples=[3, -1, 4])
     with pytest.raises(ValueError, match="subtree"):
         ClusterTree([-1, 0, 0], n_node_samples=[3, 2, 2])
+
+
+def test_from_sample_nodes_counts_samples_over_subtrees():
+    # two samples in leaf 4, one each in leaves 3 and 2, one at internal node 1
+    tree = ClusterTree.from_sample_nodes([-1, 0, 0, 1, 1], [3, 4, 4, 2, 1])
+    assert tree.n_node_samples.tolist() == [5, 4, 1, 1, 2]
+    assert tree.label_to_node.tolist() == [2, 3, 4]

@@ -143,8 +143,9 @@ class HCRLModule(nn.Module):
     def add_branch(self, node, mean, var):
         """GROW: a new chain of nodes from ``node`` down to the deepest level; returns the new slots."""
         new = []
-        while (self.level[new[-1]] if new else self.level[node]) < self.max_depth - 1:
-            new.append(self.add_node(new[-1] if new else node, mean, var))
+        while self.level[node] < self.max_depth - 1:
+            node = self.add_node(node, mean, var)
+            new.append(node)
         return new
 
     def remove_leaf(self, leaf):
@@ -445,15 +446,16 @@ class TreeDynamics(Callback):
             return None
         i, j = np.unravel_index(cosine.argmax(), cosine.shape)
         keep, drop = (i, j) if stats["mass"][i] >= stats["mass"][j] else (j, i)
+        kept_leaf, dropped_leaf = module.ends[keep], module.ends[drop]
         keep_path = module.paths[keep].tolist()
         w = float(stats["mass"][drop] / (stats["mass"][keep] + stats["mass"][drop]))
         mean, logvar = module.node_mean, module.node_logvar
         with torch.no_grad():  # each removed node joins the kept path's node at its level
-            for node in module.remove_leaf(module.ends[drop]):
+            for node in module.remove_leaf(dropped_leaf):
                 target = keep_path[module.level[node]]
                 mean[target] = (1 - w) * mean[target] + w * mean[node]
                 logvar[target] = ((1 - w) * logvar[target].exp() + w * logvar[node].exp()).log()
-        return f"merge:{module.ends[drop]}->{module.ends[keep]}"
+        return f"merge:{dropped_leaf}->{kept_leaf}"
 
 
 class HCRL(DeepClusterMixin):
@@ -762,19 +764,14 @@ class HCRL(DeepClusterMixin):
         used = np.flatnonzero(np.bincount(path_of_sample, minlength=module.n_full))
         full_paths = module.full_paths.cpu().numpy()
         nodes = sorted(set(full_paths[used].ravel()), key=lambda v: (module.level[v], v))
-        tree_id = {v: i for i, v in enumerate(nodes)}
-        parent = [-1] + [tree_id[module.parent[v]] for v in nodes[1:]]
-        leaf_of_sample = np.array([tree_id[v] for v in full_paths[path_of_sample, -1]])
-        counts = np.zeros(len(nodes), dtype=np.int64)
-        np.add.at(counts, leaf_of_sample, 1)
-        for v in range(len(nodes) - 1, 0, -1):
-            counts[parent[v]] += counts[v]
-        self.tree_ = ClusterTree(parent, counts)
         self._module_node_ = np.array(nodes)
-        self._tree_id_ = np.full(module.capacity, -1)
+        self._tree_id_ = np.full(module.capacity, -1)  # module slot -> node of tree_
         self._tree_id_[nodes] = np.arange(len(nodes))
-        leaf_path = {tree_id[full_paths[p, -1]]: p for p in used}
-        self._label_paths_ = np.array([leaf_path[v] for v in self.tree_.label_to_node])
+        parent = np.concatenate([[-1], self._tree_id_[np.asarray(module.parent)[nodes[1:]]]])
+        self.tree_ = ClusterTree.from_sample_nodes(parent, self._tree_id_[full_paths[path_of_sample, -1]])
+        path_of_leaf = np.full(len(nodes), -1)
+        path_of_leaf[self._tree_id_[full_paths[used, -1]]] = used
+        self._label_paths_ = path_of_leaf[self.tree_.label_to_node]
         path_to_label = np.full(module.n_full, -1)
         path_to_label[self._label_paths_] = np.arange(len(self._label_paths_))
         self.labels_ = path_to_label[path_of_sample]
