@@ -1,4 +1,4 @@
-"""HTVAE benchmark on MNIST / Fashion-MNIST: stacked SOMs vs one SOM vs recursive k-means / GMM.
+r"""HTVAE benchmark on MNIST / Fashion-MNIST: stacked SOMs vs one SOM vs recursive k-means / GMM.
 
 For each dataset, trains on the (first ``--n-train``) training images and evaluates on all
 test images:
@@ -33,18 +33,17 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture
 
-from sk_hierclust import ClusterTree
+from sk_hierclust import HTVAE, ClusterTree
 from sk_hierclust.datasets import FASHION_MNIST_CLASS_NODE, FASHION_MNIST_HIERARCHY, load_dataset
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity, tree_distance_error
-from sk_hierclust import HTVAE
-
 
 
 class RecursiveClustering:
-    """Divisive hierarchy: ``make(n)`` (a KMeans or GaussianMixture of ``n`` components) splits
-    every node of at least ``min_size`` training samples into ``branching`` children, ``depth`` times.
+    """Divisive hierarchy: recursive k-means or Gaussian mixtures.
 
-    After :meth:`fit`, ``tree_`` is a :class:`ClusterTree` (nodes numbered breadth-first) and
+    ``make(n)`` (a KMeans or GaussianMixture of ``n`` components) splits every node of at
+    least ``min_size`` training samples into ``branching`` children, ``depth`` times. After
+    :meth:`fit`, ``tree_`` is a :class:`ClusterTree` (nodes numbered breadth-first) and
     :meth:`apply` routes samples down the fitted models to a leaf.
     """
 
@@ -52,6 +51,7 @@ class RecursiveClustering:
         self.make, self.branching, self.depth, self.min_size = make, branching, depth, min_size
 
     def fit(self, Z):
+        """Grow the tree on the embeddings ``Z`` (n_samples, n_dims); returns self."""
         self.parent_, self.models_, self.children_ = [-1], {}, {}
         frontier = [(0, np.arange(len(Z)))]
         for _ in range(self.depth):
@@ -67,13 +67,11 @@ class RecursiveClustering:
                     self.parent_.append(node)
                     next_frontier.append((self.children_[node][-1], idx[labels == k]))
             frontier = next_frontier
-        nodes = self.apply(Z)
-        counts = np.bincount(nodes, minlength=len(self.parent_))
-        tree = ClusterTree(self.parent_)
-        self.tree_ = ClusterTree(self.parent_, tree._subtree_sum(counts))
+        self.tree_ = ClusterTree.from_sample_nodes(self.parent_, self.apply(Z))
         return self
 
     def apply(self, Z):
+        """Leaf node of ``tree_`` of each row of ``Z``, routed down the fitted models."""
         nodes = np.zeros(len(Z), dtype=int)
         for _ in range(self.depth):
             for node, model in self.models_.items():
@@ -101,12 +99,6 @@ def scores(y, tree, nodes, labels, fashion):
     row["D_tree"] = (tree_distance_error(tree, nodes, FASHION_MNIST_HIERARCHY, FASHION_MNIST_CLASS_NODE[y])
                      if fashion else np.nan)
     return row
-
-
-def leaf_labels(tree, nodes):
-    lookup = np.full(tree.node_count, -1)
-    lookup[tree.label_to_node] = np.arange(tree.label_to_node.size)
-    return lookup[nodes]
 
 
 def main(argv=None):
@@ -151,7 +143,7 @@ def main(argv=None):
             rec = RecursiveClustering(make).fit(Z_train)
             times[name] = time.perf_counter() - start
             nodes = rec.apply(Z_test)
-            rows[name] = scores(y_test, rec.tree_, nodes, leaf_labels(rec.tree_, nodes), fashion)
+            rows[name] = scores(y_test, rec.tree_, nodes, rec.tree_.node_to_label[nodes], fashion)
         pairs = must_link_pairs(y_train, args.must_link_fraction, args.seed)
         print(f"  must-link: {len(pairs)} pairs ({args.must_link_fraction:.0%} of the same-class pairs)", flush=True)
         run_htvae("HTVAE + must-link", must_link=pairs, map_shapes=((8, 8), (4, 4), (2, 2)))

@@ -37,7 +37,7 @@ def ward_rows(X, y):
     rows = {}
     for n_leaves in (20, 10):
         tree, nodes = ClusterTree.from_linkage(Z, n_leaves=n_leaves)
-        rows[f"Ward, {n_leaves} leaves"] = scores(y, tree, nodes, np.array([tree.leaf_to_label[v] for v in nodes]))
+        rows[f"Ward, {n_leaves} leaves"] = scores(y, tree, nodes, tree.node_to_label[nodes])
     return rows
 
 
@@ -84,8 +84,8 @@ def main(argv=None):
 
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_home=args.data_home)
     X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]
-    model = TreeVAE(max_leaves=args.max_leaves, max_depth=args.max_depth, n_epochs=args.epochs[0],
-                    n_epochs_grow=args.epochs[1], n_epochs_finetune=args.epochs[2], encoder=args.encoder,
+    model = TreeVAE(max_leaves=args.max_leaves, max_depth=args.max_depth, n_epochs_initial=args.epochs[0],
+                    n_epochs_grow=args.epochs[1], n_epochs=args.epochs[2], encoder=args.encoder,
                     input_shape=(1, 28, 28), device=args.device, verbose=args.verbose, random_state=args.seed)
     print(f"fitting {model!r} on {len(X_train)} {args.dataset} images ...", flush=True)
     model.fit(X_train)

@@ -61,7 +61,7 @@ def main(argv=None):
                     layer_rows.append((dataset, name, layer, k, cluster_accuracy(y_test, labels),
                                        leaf_purity(y_test, labels), normalized_mutual_info_score(y_test, labels)))
             tree = model.tree_
-            labels = [tree.leaf_to_label[v] for v in nodes]
+            labels = tree.node_to_label[nodes]
             tree_rows.append((dataset, name, len(tree.label_to_node), tree.max_depth,
                               dendrogram_purity(y_test, tree, nodes), leaf_purity(y_test, labels),
                               model.fit_time_, predict_s))

@@ -27,9 +27,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
+from sk_hierclust import HTVAE
 from sk_hierclust.datasets import load_digits
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
-from sk_hierclust import HTVAE
 
 X, y = load_digits()
 print(X.shape, X.dtype, X.min(), X.max())
@@ -37,7 +37,8 @@ print(X.shape, X.dtype, X.min(), X.max())
 # %%
 # Fit HTVAE
 # ---------
-# ``map_shapes`` lists the lattices finest first: 16 codes, then 4.
+# ``map_shapes`` lists the lattices finest first: 16 codes, then 4. The tree
+# has one level per map: the 2x2 map at depth 1, the 4x4 map at depth 2.
 model = HTVAE(map_shapes=((4, 4), (2, 2)), n_epochs=15, random_state=0)
 model.fit(X)
 
@@ -60,10 +61,10 @@ plt.show()
 # %%
 # The fine map
 # ------------
-# The majority digit of every code of the 4x4 lattice (``predict_level``
-# gives the code index of each sample in any map); neighbouring codes tend to
-# hold similar digits.
-fine = model.predict_level(X, level=1)
+# The majority digit of every code of the 4x4 lattice (``predict_depth``
+# gives the code index of each sample in the map at any depth of the tree, by
+# default the finest); neighbouring codes tend to hold similar digits.
+fine = model.predict_depth(X)
 grid = np.full(16, -1)
 share = np.zeros(16)
 for code in np.unique(fine):
@@ -108,7 +109,7 @@ for row, node in zip(axes.reshape(-1, 6), [*coarse_nodes[:2], *fine_nodes[:2]]):
     for ax, image in zip(row, images):
         ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
         ax.set_axis_off()
-    level, code = model.node_codes_[node]
-    row[0].set_title(f"map {level}, code {code}", loc="left", fontsize=9)
+    depth, code = model.node_codes_[node]
+    row[0].set_title(f"depth {depth}, code {code}", loc="left", fontsize=9)
 plt.tight_layout()
 plt.show()

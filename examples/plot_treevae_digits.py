@@ -35,14 +35,15 @@ print(X.shape, X.dtype, X.min(), X.max())
 # %%
 # Fit TreeVAE
 # -----------
-# The tree starts with a root and two leaves and grows one split at a time
-# (``n_epochs_grow`` epochs for each new split) until it has ``max_leaves``
-# leaves, then the whole model is fine-tuned.
+# The tree starts with a root and two leaves (trained for ``n_epochs_initial``
+# epochs) and grows one split at a time (``n_epochs_grow`` epochs for each new
+# split) until it has ``max_leaves`` leaves, then the whole model is
+# fine-tuned for ``n_epochs`` epochs.
 model = TreeVAE(
     max_leaves=10,
-    n_epochs=10,
+    n_epochs_initial=10,
     n_epochs_grow=5,
-    n_epochs_finetune=5,
+    n_epochs=5,
     batch_size=64,  # 1797 images: small batches give enough optimisation steps
     random_state=0,
 )

@@ -81,18 +81,20 @@ plt.show()
 # %%
 # Generating with one layer fixed
 # -------------------------------
-# :meth:`~sk_hierclust.models.vlac.VLAC.sample` fixes ``y`` of one layer to a
-# component and draws every other layer from its prior (Willetts et al.,
+# :meth:`~sk_hierclust.models.vlac.VLAC.sample_layer` fixes ``y`` of one layer
+# to a component and draws every other layer from its prior (Willetts et al.,
 # Fig. 3); every call draws the other layer's latents with the same seed, so
 # a column shows one draw under each fixed cluster. Rows: the 4 components of
 # the top layer, then the 4 most populated components of the bottom layer.
+# (``model.sample(n, node=v)`` does the same for the layer and component of a
+# node ``v`` of ``tree_``.)
 rows = [(0, k) for k in range(model.n_clusters_[0])]
 bottom, counts = np.unique(layers[:, 1], return_counts=True)
 rows += [(1, int(k)) for k in bottom[np.argsort(counts)[::-1][:4]]]
 
 fig, axes = plt.subplots(len(rows), 8, figsize=(8, 1.1 * len(rows)))
 for row, (layer, k) in zip(axes, rows):
-    images = model.sample(n_samples=8, layer=layer, cluster=k).reshape(-1, 8, 8)
+    images = model.sample_layer(n_samples=8, layer=layer, cluster=k).reshape(-1, 8, 8)
     for ax, image in zip(row, images):
         ax.imshow(image, cmap="gray_r", vmin=0, vmax=1)
         ax.set_axis_off()

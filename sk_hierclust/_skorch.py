@@ -1,46 +1,143 @@
-"""The skorch pieces every model trains with: an ELBO-minimising ``NeuralNet`` and its callbacks."""
+"""The skorch layer every model trains with: an ELBO-minimising ``NeuralNet`` and its callbacks.
+
+A model's torch module declares what the net needs to know about it:
+
+- ``forward(x)`` returns a dict of per-sample negative-ELBO terms, each of shape ``(B,)``;
+- ``elbo_terms``: the names of all terms it can return (each gets a per-epoch mean in
+  ``history`` through skorch's :class:`~skorch.callbacks.PassthroughScoring`);
+- ``annealed_terms``: the names of the terms multiplied by the KL weight of
+  :class:`KLAnnealing` during training.
+
+Each training phase is configured through ``net.set_params(phase=..., kl_anneal_epochs=...)``
+(plain net parameters, so the callbacks, the user's included, keep their state), never by
+editing the net's internals.
+"""
 
 import math
+import time
+from collections import deque
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog, ProgressBar
 
 
 class ELBONet(NeuralNet):
-    """A skorch ``NeuralNet`` whose module returns a dict of per-sample negative-ELBO terms.
+    """A skorch ``NeuralNet`` minimising the mean negative ELBO that its module returns.
 
-    The loss is the batch mean of ``sum(terms)``, the terms whose name starts with ``"kl"``
+    The loss is the batch mean of ``sum(terms)``, the module's ``annealed_terms``
     multiplied by the annealing weight :attr:`kl_weight` (set by :class:`KLAnnealing`)
-    during training. Each term's batch mean is recorded in ``history`` and checked: a
-    non-finite term raises ``ValueError`` naming the term and the epoch. Parameters with
-    ``requires_grad=False`` (frozen parts of a growing tree) are left out of the optimizer.
+    during training. Each term's batch mean is recorded in ``history`` (its epoch mean by
+    the default callbacks), and checked: a non-finite term raises ``ValueError`` naming
+    the term, the epoch and the training phase. Parameters with ``requires_grad=False``
+    (frozen parts of a growing tree) are left out of the optimizer. There is no criterion:
+    the module computes its own loss terms.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Returns a dict of per-sample negative-ELBO terms; declares ``elbo_terms`` and
+        ``annealed_terms`` (tuples of term names).
+    phase : str, default="train"
+        Name of the current training phase, recorded in ``history`` every epoch.
+    kl_anneal_epochs : float, default=0
+        Length in epochs of the KL weight's ramp from 0 to 1 at the start of every
+        ``partial_fit`` (see :class:`KLAnnealing`); 0 means weight 1 from the start.
+    **kwargs
+        Passed to :class:`skorch.NeuralNet` (``optimizer``, ``lr``, ``batch_size``, ...).
+
+    model_name : str, optional
+        Name of the estimator, used in error messages (default: the module's class name).
 
     Raises
     ------
     ValueError
-        From :meth:`get_loss`, when a term of the ELBO is NaN or infinite.
+        When training diverges (see :class:`DivergenceGuard`): a term of the ELBO becomes
+        NaN or infinite (from :meth:`get_loss`), a gradient becomes non-finite, or the loss
+        grows by orders of magnitude. The message names the model, the epoch, the phase,
+        the term or parameter, and the likely cause.
     """
 
     kl_weight = 1.0
-    phase = "train"
+
+    def __init__(self, module, *args, criterion=None, phase="train", kl_anneal_epochs=0, model_name=None,
+                 **kwargs):
+        super().__init__(module, *args, criterion=criterion, **kwargs)
+        self.phase = phase
+        self.kl_anneal_epochs = kl_anneal_epochs
+        self.model_name = model_name
+
+    @property
+    def _default_callbacks(self):
+        terms = getattr(self.module, "elbo_terms", ())
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            *((term, PassthroughScoring(name=term, on_train=True, lower_is_better=None)) for term in terms),
+            ("kl_annealing", KLAnnealing()),
+            ("divergence_guard", DivergenceGuard()),
+            ("phase_log", PhaseLog()),
+            ("print_log", PrintLog()),
+        ]
+
+    def initialize_criterion(self):
+        """No criterion: the module returns its loss terms (see :meth:`get_loss`)."""
+        self.criterion_ = None
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        """Return skorch's iterator; in training, drop a last batch of one sample.
+
+        A batch of one sample would break batch normalisation.
+        """
+        if training and len(dataset) % self.batch_size == 1:
+            kwargs = {"batch_size": self.batch_size, **self.get_params_for("iterator_train"), "drop_last": True}
+            return self.iterator_train(dataset, **kwargs)
+        return super().get_iterator(dataset, training=training)
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
+        annealed = getattr(self.module_, "annealed_terms", ())
         weight = self.kl_weight if training else 1.0
         loss = 0.0
         for name, term in y_pred.items():
             value = term.mean()
             if not torch.isfinite(value):
-                raise ValueError(
-                    f"The ELBO diverged: its term {name!r} became {value.item()} in epoch "
-                    f"{len(self.history)} (training phase {self.phase!r}). Lower the learning rate, "
-                    "or scale X (e.g. MinMaxScaler to [0, 1], or StandardScaler)."
-                )
+                self.diverged(f"the ELBO term {name!r} became {value.item()}")
             if training:
                 self.history.record_batch(name, value.item())
-            loss = loss + (weight * value if name.startswith("kl") else value)
+            loss = loss + (weight * value if name in annealed else value)
         return loss
+
+    def diverged(self, what):
+        """Raise the ``ValueError`` that stops a diverging fit, saying ``what`` happened, where and why.
+
+        Raises
+        ------
+        ValueError
+            Always.
+        """
+        name = self.model_name or type(self.module_).__name__
+        raise ValueError(
+            f"{name}: training diverged in epoch {len(self.history)} (phase {self.phase!r}): {what}. "
+            f"Likely cause: a learning rate too high for this data (lr={self.lr:g}; try 10 times lower), "
+            "or X far from the scale the likelihood expects (scale it, e.g. MinMaxScaler to [0, 1] or "
+            "StandardScaler)."
+        )
+
+    def __getstate__(self):
+        # the ``module`` parameter is the initialised ``module_`` (one instance): pickle it once
+        state = super().__getstate__()
+        if state.get("module") is getattr(self, "module_", None):
+            state["module"] = None
+            state["_module_is_module_"] = True
+        return state
+
+    def __setstate__(self, state):
+        shared = state.pop("_module_is_module_", False)
+        super().__setstate__(state)
+        if shared:
+            self.module = self.module_
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
@@ -49,22 +146,16 @@ class ELBONet(NeuralNet):
 
 
 class KLAnnealing(Callback):
-    """Raise the KL weight linearly from 0 to 1 over the first ``n_epochs`` of every ``partial_fit``.
+    """Raise the KL weight linearly from 0 to 1 over the first ``net.kl_anneal_epochs`` of a ``partial_fit``.
 
     The weight is updated before every training batch (Manduchi et al. 2023, App. D; a
-    training phase of a growing tree is one ``partial_fit`` call).
-
-    Parameters
-    ----------
-    n_epochs : float
-        Length of the ramp in epochs; 0 means weight 1 from the start.
+    training phase of a growing tree is one ``partial_fit`` call). The ramp of a phase is
+    the net's parameter ``kl_anneal_epochs`` (``net.set_params(kl_anneal_epochs=...)``);
+    0 means weight 1 from the start.
     """
 
-    def __init__(self, n_epochs=1):
-        self.n_epochs = n_epochs
-
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.total_steps_ = self.n_epochs * math.ceil(X.shape[0] / net.batch_size)
+        self.total_steps_ = net.kl_anneal_epochs * math.ceil(X.shape[0] / net.batch_size)
         self.step_ = 0
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
@@ -73,14 +164,127 @@ class KLAnnealing(Callback):
             self.step_ += 1
 
 
-class ELBOTerms(Callback):
-    """Record, per epoch, the training phase, the KL weight and the size-weighted mean of every ELBO term."""
+class DivergenceGuard(Callback):
+    """Stop a diverging fit with a clear ``ValueError`` (see :meth:`ELBONet.diverged`).
+
+    Checks every training step: the total norm of the gradients is finite (else names the
+    first parameter whose gradient is not), and the loss is not more than ``growth`` times
+    the median of its last ``window`` values in the current ``partial_fit`` (after
+    ``min_batches`` batches). Non-finite ELBO terms are caught by :meth:`ELBONet.get_loss`.
+
+    Parameters
+    ----------
+    growth : float, default=1e4
+        Allowed growth of the loss over its recent median.
+    window : int, default=50
+        Number of recent batch losses in the median.
+    min_batches : int, default=5
+        Batches of a ``partial_fit`` before the growth check starts.
+    """
+
+    def __init__(self, growth=1e4, window=50, min_batches=5):
+        self.growth, self.window, self.min_batches = growth, window, min_batches
+
+    def on_train_begin(self, net, **kwargs):
+        self.recent_ = deque(maxlen=self.window)
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        named = [(name, p.grad) for name, p in named_parameters if p.grad is not None]
+        if named and not torch.isfinite(torch.nn.utils.get_total_norm([g for _, g in named])):
+            bad = next((name for name, g in named if not torch.isfinite(g).all()), None)
+            net.diverged("the gradients became so large that their norm overflowed" if bad is None
+                         else f"the gradient of the parameter {bad!r} became non-finite")
+
+    def on_batch_end(self, net, training=False, loss=None, **kwargs):
+        if not training:
+            return
+        value = float(loss.detach())
+        if len(self.recent_) >= self.min_batches:
+            reference = float(np.median(self.recent_))
+            if abs(value) > self.growth * max(abs(reference), 1.0):
+                net.diverged(f"the loss grew from {reference:.4g} to {value:.4g} within {len(self.recent_)} batches")
+        self.recent_.append(value)
+
+
+class GeometricAnnealing(Callback):
+    """Set a module attribute each epoch, from ``start`` to ``end`` geometrically over ``n_epochs``.
+
+    Used for the Gumbel-softmax temperature of VLAC (Jang et al. 2017 anneal it the same
+    way); the value of each epoch is recorded in ``history`` under ``attribute``.
+
+    Parameters
+    ----------
+    attribute : str
+        Attribute of ``net.module_`` to set.
+    start, end : float
+        Values at the first and at the ``n_epochs``-th epoch (and after), both > 0.
+    n_epochs : int
+    """
+
+    def __init__(self, attribute, start, end, n_epochs):
+        self.attribute, self.start, self.end, self.n_epochs = attribute, start, end, n_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        progress = min(1.0, (len(net.history) - 1) / max(1, self.n_epochs - 1))
+        value = self.start * (self.end / self.start) ** progress
+        setattr(net.module_, self.attribute, value)
+        net.history.record(self.attribute, value)
+
+
+class PhaseLog(Callback):
+    """Record, per epoch, the training phase (``net.phase``) and the last KL weight."""
 
     def on_epoch_end(self, net, **kwargs):
-        batches = [b for b in net.history[-1, "batches"] if "train_batch_size" in b]
-        sizes = np.array([b["train_batch_size"] for b in batches], dtype=float)
-        for key in batches[0]:
-            if key not in ("train_loss", "train_batch_size"):
-                net.history.record(key, float(np.dot(sizes, [b[key] for b in batches]) / sizes.sum()))
         net.history.record("phase", net.phase)
         net.history.record("kl_weight", net.kl_weight)
+
+
+class PhasePrinter(Callback):
+    """Print each training phase: its name and size when it starts, its epochs and time when it ends.
+
+    The phase is the net's ``phase``, which the estimator sets before each phase's
+    ``partial_fit``; it is also recorded in the estimator's ``history_``. The command line
+    shows it unless ``--quiet``.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.first_epoch_ = len(net.history)
+        self.start_ = time.perf_counter()
+        print(f"phase {net.phase}: training on {X.shape[0]} samples", flush=True)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        n_epochs = len(net.history) - self.first_epoch_
+        print(f"phase {net.phase}: {n_epochs} epoch{'s' * (n_epochs != 1)} in "
+              f"{time.perf_counter() - self.start_:.1f} s", flush=True)
+
+
+class PhaseProgressBar(ProgressBar):
+    """skorch's :class:`~skorch.callbacks.ProgressBar` over an epoch's batches, labelled "<phase> epoch <k>"."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.first_epoch_ = len(net.history)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        self.pbar_.set_description(f"{net.phase} epoch {len(net.history) - self.first_epoch_}")
+
+
+def reset_optimizer_rows(net, params, rows):
+    """Zero the optimizer state (e.g. Adam's moment estimates) of some rows of some parameters.
+
+    A model that reuses parameter rows for new nodes (HCRL's fixed-capacity node slots)
+    calls this so that a new node starts without the momentum of the node it replaces.
+
+    Parameters
+    ----------
+    net : skorch.NeuralNet
+        Initialised net; its ``optimizer_`` state is edited in place.
+    params : iterable of torch.nn.Parameter
+        Parameters whose first dimension indexes the rows.
+    rows : int, sequence of int or index tensor
+        Rows to reset.
+    """
+    for param in params:
+        for value in net.optimizer_.state.get(param, {}).values():
+            if torch.is_tensor(value) and value.dim() > 0:
+                value[rows] = 0

@@ -3,36 +3,54 @@
 The ``fit`` subcommand trains one model on one data set, prints the
 clustering scores, and saves a picture of the learned tree and the fitted
 estimator.
+
+Parsing the command line imports neither torch nor the models: the model
+list and the epoch parameters come from :data:`MODEL_REGISTRY`, a static
+table that the test suite checks against the estimators ``sk_hierclust``
+exports. ``--help`` and bad arguments therefore answer at once; torch, the
+model and the data are loaded only once the arguments have been checked.
 """
 
 import argparse
+import importlib
+import math
+import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-import joblib
-import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
+__all__ = [
+    "DATASETS",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_ENCODER",
+    "DEFAULT_EPOCHS",
+    "EPOCH_PARAMS",
+    "MODELS",
+    "MODEL_REGISTRY",
+    "main",
+]
 
-from . import metrics
-from .datasets import DATASETS, load_dataset
-from .models.hcrl import HCRL
-from .models.htvae import HTVAE
-from .models.treevae import TreeVAE
-from .models.vlac import VLAC
-
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER", "DEFAULT_EPOCHS", "EPOCH_PARAMS", "MODELS", "main"]
-
-#: Models the command line can fit: name -> estimator class.
-MODELS = {"treevae": TreeVAE, "hcrl": HCRL, "htvae": HTVAE, "vlac": VLAC}
-
-#: The estimator parameters ``--epochs`` sets, in order, per model.
-EPOCH_PARAMS = {
-    "treevae": ("n_epochs", "n_epochs_grow", "n_epochs_finetune"),
-    "hcrl": ("n_epochs_pretrain", "n_epochs"),
-    "htvae": ("n_epochs",),
-    "vlac": ("n_epochs",),
+#: Models the command line can fit: lower-case name -> (module, class name, epoch
+#: parameters), the epoch parameters being the class's ``_epoch_params`` (its training
+#: phases, in order). Static so that parsing the command line imports no model (nor
+#: torch); ``tests/test_cli.py`` checks it against the estimators ``sk_hierclust`` exports.
+MODEL_REGISTRY = {
+    "hcrl": ("sk_hierclust.models.hcrl", "HCRL", ("n_epochs_pretrain", "n_epochs")),
+    "htvae": ("sk_hierclust.models.htvae", "HTVAE", ("n_epochs",)),
+    "treevae": ("sk_hierclust.models.treevae", "TreeVAE", ("n_epochs_initial", "n_epochs_grow", "n_epochs")),
+    "vlac": ("sk_hierclust.models.vlac", "VLAC", ("n_epochs",)),
 }
+
+#: The estimator parameters ``--epochs`` sets, in order: each model's training phases.
+EPOCH_PARAMS = {name: spec[2] for name, spec in MODEL_REGISTRY.items()}
+
+#: Names ``--dataset`` accepts: :data:`sk_hierclust.datasets.DATASETS`, repeated here so
+#: that parsing imports no data loader (scikit-learn); checked by ``tests/test_cli.py``.
+DATASETS = ("digits", "mnist", "fashion_mnist", "20newsgroups")
+
+#: Data sets of square one-channel images, which ``--encoder conv`` can read.
+IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist")
 
 #: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
 #: most on 2 CPU cores, the others about their benchmark's (benchmarks/bench_*.py).
@@ -50,6 +68,38 @@ DEFAULT_BATCH_SIZE = {"digits": 64, "mnist": 256, "fashion_mnist": 256, "20newsg
 
 #: Default ``--encoder`` per data set (20 Newsgroups is TF-IDF text: no images).
 DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv", "20newsgroups": "mlp"}
+
+
+class _ModelClasses(Mapping):
+    """Read-only mapping model name -> estimator class, importing a model on first look-up.
+
+    Iterating, ``len`` and ``in`` use :data:`MODEL_REGISTRY` only (no import).
+
+    Parameters
+    ----------
+    registry : dict
+        Name -> (module, class name, epoch parameters), as :data:`MODEL_REGISTRY`.
+    """
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def __getitem__(self, name):
+        module, class_name, _ = self._registry[name]
+        return getattr(importlib.import_module(module), class_name)
+
+    def __iter__(self):
+        return iter(self._registry)
+
+    def __len__(self):
+        return len(self._registry)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(self._registry)})"
+
+
+#: Models the command line can fit: name -> estimator class (imported on first look-up).
+MODELS = _ModelClasses(MODEL_REGISTRY)
 
 
 def build_parser():
@@ -80,37 +130,45 @@ def build_parser():
     fit.add_argument("--dataset", choices=DATASETS, default="digits",
                      help="data set (default: %(default)s)")
     fit.add_argument("--data-home", metavar="PATH", default=None,
-                     help="folder holding the mnist/ and fashion_mnist/ "
-                          "folders (default: $SK_HIERCLUST_DATA, else "
-                          "../shared/data)")
+                     help="folder holding the mnist/, fashion_mnist/ and 20newsgroups/ "
+                          "folders, e.g. ../shared/data (default: $SK_HIERCLUST_DATA, else "
+                          "~/sk_hierclust_data)")
     fit.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
                      help="use only the first N training samples")
     fit.add_argument("--max-leaves", type=int, metavar="N", default=None,
                      help="maximum number of leaves (default: the model's; not for vlac)")
     fit.add_argument("--max-depth", type=int, metavar="N", default=None,
-                     help="maximum tree depth (default: the model's; not for vlac)")
-    fit.add_argument("--epochs", type=int, nargs="+", default=None, metavar="N", action=_EpochsAction,
-                     help="training epochs, one number per phase of the model (a missing number "
+                     help="maximum depth of the learned tree, the root at depth 0 (default: the model's; "
+                          "not for vlac)")
+    fit.add_argument("--epochs", type=_positive_int, nargs="+", default=None, metavar="N",
+                     action=_EpochsAction,
+                     help="training epochs (>= 1), one number per phase of the model (a missing number "
                           "repeats the last one given): " + "; ".join(
                               f"{m}: {', '.join(p)}" for m, p in EPOCH_PARAMS.items())
                           + " (default per model and data set: " + "; ".join(
                               f"{m} {d} {' '.join(map(str, e))}" for m, per in DEFAULT_EPOCHS.items()
-                              for d, e in per.items()) + ")")
+                              for d, e in per.items()) + "; else the model's own defaults)")
     fit.add_argument("--encoder", choices=("mlp", "conv"), default=None,
                      help="encoder/decoder architecture (default per data set: " + ", ".join(
-                         f"{k} {v}" for k, v in DEFAULT_ENCODER.items()) + ")")
+                         f"{k} {v}" for k, v in DEFAULT_ENCODER.items()) + "; conv only for "
+                         + ", ".join(IMAGE_DATASETS) + ")")
     fit.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                      help="mini-batch size (default per data set: " + ", ".join(
                          f"{k} {v}" for k, v in DEFAULT_BATCH_SIZE.items()) + ")")
     fit.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                     help="torch device (default: %(default)s)")
+                     help="torch device (default: %(default)s; cuda needs a CUDA build of torch and a GPU)")
     fit.add_argument("--seed", type=int, default=0,
                      help="random seed (default: %(default)s)")
-    fit.add_argument("-v", "--verbose", action="count", default=0,
-                     help="print training progress (repeat for more)")
+    talk = fit.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="count", default=0,
+                      help="print skorch's table of the training epochs (repeat for more); by default "
+                           "only the training phases and a progress bar are shown")
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print no training progress (the scores and the files written are still "
+                           "printed)")
     fit.add_argument("--out", metavar="DIR", default="results",
-                     help="output folder (default: %(default)s)")
-    fit.set_defaults(func=fit_command)
+                     help="output folder, created if needed; checked before the fit (default: %(default)s)")
+    fit.set_defaults(func=fit_command, command_parser=fit)
     return parser
 
 
@@ -123,11 +181,9 @@ def _positive_int(text):
 
 
 class _EpochsAction(argparse.Action):
-    """Check that ``--epochs`` values are non-negative."""
+    """Store the ``--epochs`` values (each checked >= 1 by their type) as a tuple."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if min(values) < 0:
-            parser.error(f"{option_string} takes non-negative integers")
         setattr(namespace, self.dest, tuple(values))
 
 
@@ -164,6 +220,8 @@ def load_data(args):
         As returned by :func:`sk_hierclust.datasets.load_dataset`; the test
         pair is None for data sets without a test set.
     """
+    from .datasets import load_dataset
+
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.data_home)
     if args.n_samples is not None:
         X_train, y_train = X_train[: args.n_samples], y_train[: args.n_samples]
@@ -176,7 +234,15 @@ def _size_options(args):
     return {name: value for name, value in sizes.items() if value is not None}
 
 
-def build_model(args, epochs, n_features):
+def _image_shape(n_features):
+    """``(1, side, side)`` for ``n_features = side ** 2`` (square one-channel images)."""
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise ValueError(f"--encoder conv needs square images, got {n_features} features")
+    return (1, side, side)
+
+
+def build_model(args, epochs, n_features=None):
     """Create the (unfitted) estimator from the command line options.
 
     Parameters
@@ -185,20 +251,21 @@ def build_model(args, epochs, n_features):
         Parsed arguments.
     epochs : dict of str to int
         Epoch parameters of the model (see :func:`expand_epochs`).
-    n_features : int
+    n_features : int, default=None
         Number of input features; images are assumed square with one channel
-        (64 -> 8x8, 784 -> 28x28) for the convolutional encoder.
+        (64 -> 8x8, 784 -> 28x28) for the convolutional encoder. None leaves
+        ``input_shape`` unset, to be set once the data are loaded.
 
     Returns
     -------
     model : estimator
-        An instance of ``MODELS[args.model]``.
+        An instance of ``MODELS[args.model]``; unless ``args.quiet``, its
+        ``callbacks`` show the training progress (see :func:`progress_callbacks`).
     """
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
     input_shape = None
-    if encoder == "conv":
-        side = int(round(np.sqrt(n_features)))
-        input_shape = (1, side, side)
+    if encoder == "conv" and n_features is not None:
+        input_shape = _image_shape(n_features)
     return MODELS[args.model](
         **_size_options(args),
         **epochs,
@@ -207,8 +274,39 @@ def build_model(args, epochs, n_features):
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.dataset],
         device=args.device,
         verbose=args.verbose,
+        callbacks=progress_callbacks(args.verbose, getattr(args, "quiet", False)) or None,
         random_state=args.seed,
     )
+
+
+# ---- training progress ------------------------------------------------------------------
+def progress_callbacks(verbose=0, quiet=False):
+    """The skorch callbacks that show the training progress on the command line.
+
+    Parameters
+    ----------
+    verbose : int, default=0
+        ``--verbose``: when > 0 the estimator adds its own progress bar (and skorch
+        prints its epoch table), so only the phase log is added.
+    quiet : bool, default=False
+        ``--quiet``: no callbacks.
+
+    Returns
+    -------
+    callbacks : list of (str, skorch.callbacks.Callback)
+        For the estimator's ``callbacks`` parameter: ``("phase_printer", PhasePrinter())``
+        (one line when a training phase starts and one when it ends) and, unless
+        ``verbose``, ``("progress", PhaseProgressBar())`` (a progress bar over the
+        batches of the running epoch, on standard error).
+    """
+    if quiet:
+        return []
+    from ._skorch import PhasePrinter, PhaseProgressBar
+
+    callbacks = [("phase_printer", PhasePrinter())]
+    if not verbose:
+        callbacks.append(("progress", PhaseProgressBar()))
+    return callbacks
 
 
 def fit_model(model, X):
@@ -216,55 +314,6 @@ def fit_model(model, X):
     start = time.perf_counter()
     model.fit(X)
     return time.perf_counter() - start
-
-
-def evaluate(model, X, y):
-    """Score a fitted model against true labels.
-
-    Parameters
-    ----------
-    model : fitted estimator
-        Has ``tree_``, ``apply`` and ``predict``.
-    X : ndarray of shape (n_samples, n_features)
-        Inputs.
-    y : ndarray of shape (n_samples,)
-        True class labels.
-
-    Returns
-    -------
-    scores : dict
-        ``{"DP": ..., "LP": ..., "ACC": ..., "NMI": ...}``, each a float in
-        [0, 1]: dendrogram purity, leaf purity, cluster accuracy and
-        normalized mutual information.
-    """
-    labels = model.predict(X)
-    return {
-        "DP": metrics.dendrogram_purity(y, model.tree_, model.apply(X)),
-        "LP": metrics.leaf_purity(y, labels),
-        "ACC": metrics.cluster_accuracy(y, labels),
-        "NMI": normalized_mutual_info_score(y, labels),
-    }
-
-
-def format_table(rows):
-    """Format ``{row name: scores dict}`` as a plain text table.
-
-    Parameters
-    ----------
-    rows : dict of str to dict of str to float
-        One entry per row (e.g. ``"train"``, ``"test"``), all with the same
-        score names.
-
-    Returns
-    -------
-    table : str
-        Header line and one line per row, scores with 3 decimals.
-    """
-    columns = list(next(iter(rows.values())))
-    lines = [f"{'':<6}" + "".join(f"{c:>8}" for c in columns)]
-    for name, scores in rows.items():
-        lines.append(f"{name:<6}" + "".join(f"{scores[c]:>8.3f}" for c in columns))
-    return "\n".join(lines)
 
 
 def save_outputs(model, X_train, y_train, out):
@@ -286,6 +335,7 @@ def save_outputs(model, X_train, y_train, out):
     tree_path, model_path : pathlib.Path
         The two files written.
     """
+    import joblib
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,18 +351,115 @@ def save_outputs(model, X_train, y_train, out):
     return tree_path, model_path
 
 
-def fit_command(args):
-    """Run the ``fit`` subcommand: load, fit, score, save and report."""
-    epochs = expand_epochs(args.model, args.epochs or DEFAULT_EPOCHS[args.model][args.dataset])
+def check_out(out):
+    """Check that the output folder can be written (or created), without creating it.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The ``--out`` folder.
+
+    Returns
+    -------
+    problem : str or None
+        Why ``out`` cannot be used (an existing file, a folder that is not
+        writable, or whose nearest existing parent is not a writable
+        folder); None when it can.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            return f"--out {out} exists and is not a folder"
+        if not os.access(out, os.W_OK | os.X_OK):
+            return f"--out {out}: the folder is not writable"
+        return None
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: cannot create the folder, {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: cannot create the folder, {parent} is not writable"
+    return None
+
+
+def prepare_fit(parser, args):
+    """Check the ``fit`` arguments and build the estimator, before any data are loaded.
+
+    Checks the number of ``--epochs``, the ``--out`` folder (see :func:`check_out`),
+    ``--encoder conv`` against the data set, ``--device cuda`` against torch, the size
+    options against the model, and the estimator's parameters (scikit-learn's
+    ``_parameter_constraints``, e.g. ``--max-leaves -3``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser, to report a usage error (exit status 2).
+    args : argparse.Namespace
+        Parsed ``fit`` arguments.
+
+    Returns
+    -------
+    model : estimator
+        The validated, unfitted estimator (``input_shape`` not yet set).
+    epochs : dict of str to int
+        Its epoch parameters given on the command line or by default.
+    """
+    n_phases = len(EPOCH_PARAMS[args.model])
+    if args.epochs and len(args.epochs) > n_phases:
+        parser.error(f"--epochs takes at most {n_phases} numbers for {args.model} "
+                     f"({', '.join(EPOCH_PARAMS[args.model])}), got {len(args.epochs)}")
+    problem = check_out(args.out)
+    if problem:
+        parser.error(problem)
+    encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
+    if encoder == "conv" and args.dataset not in IMAGE_DATASETS:
+        parser.error(f"--encoder conv needs images; {args.dataset} is not an image data set (use mlp)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"--device cuda: CUDA is not available (torch {torch.__version__}); "
+                         "use --device cpu")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    unknown = set(_size_options(args)) - set(MODELS[args.model]().get_params())
+    if unknown:
+        parser.error(f"{args.model} has no {' or '.join('--' + u.replace('_', '-') for u in sorted(unknown))} "
+                     "(its tree size follows from its own parameters, e.g. VLAC's n_clusters)")
+    epochs = args.epochs or DEFAULT_EPOCHS.get(args.model, {}).get(args.dataset)
+    epochs = {} if epochs is None else expand_epochs(args.model, epochs)
+    model = build_model(args, epochs)
+    try:
+        model._validate_params()
+    except InvalidParameterError as exc:
+        parser.error(str(exc))
+    return model, epochs
+
+
+def fit_command(parser, args):
+    """Run the ``fit`` subcommand: check, load, fit, score, save and report.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser, for usage errors (see :func:`prepare_fit`).
+    args : argparse.Namespace
+        Parsed ``fit`` arguments.
+    """
+    model, epochs = prepare_fit(parser, args)
     X_train, y_train, X_test, y_test = load_data(args)
-    model = build_model(args, epochs, X_train.shape[1])
+    if model.get_params()["encoder"] == "conv":
+        model.set_params(input_shape=_image_shape(X_train.shape[1]))
     print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
-          f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in epochs.items()))
+          f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in epochs.items()), flush=True)
     seconds = fit_model(model, X_train)
-    rows = {"train": evaluate(model, X_train, y_train)}
+    from . import metrics
+
+    rows = {"train": metrics.evaluate(model, X_train, y_train)}
     if X_test is not None:
-        rows["test"] = evaluate(model, X_test, y_test)
-    print(format_table(rows))
+        rows["test"] = metrics.evaluate(model, X_test, y_test)
+    print(metrics.format_scores(rows))
     tree = model.tree_
     print(f"fit time: {seconds:.1f} s, leaves: {tree.n_leaves} "
           f"({len(tree.label_to_node)} holding training samples)")
@@ -322,6 +469,8 @@ def fit_command(args):
 
 def main(argv=None):
     """Entry point of the ``sk-hierclust`` command.
+
+    Parsing, ``--help`` and usage errors import neither torch nor the models.
 
     Parameters
     ----------
@@ -333,20 +482,14 @@ def main(argv=None):
     -------
     status : int
         0 on success, 1 when the data files are missing (the message is
-        printed to standard error). Bad arguments exit with status 2.
+        printed to standard error). Bad arguments (including invalid model
+        parameters, an unusable ``--out`` and ``--device cuda`` without CUDA)
+        exit with status 2 before any data are loaded.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "fit":
-        if args.epochs and len(args.epochs) > len(EPOCH_PARAMS[args.model]):
-            parser.error(f"--epochs takes at most {len(EPOCH_PARAMS[args.model])} numbers for {args.model} "
-                         f"({', '.join(EPOCH_PARAMS[args.model])}), got {len(args.epochs)}")
-        unknown = set(_size_options(args)) - set(MODELS[args.model]().get_params())
-        if unknown:
-            parser.error(f"{args.model} has no {' or '.join('--' + u.replace('_', '-') for u in sorted(unknown))} "
-                         "(its tree size follows from its own parameters, e.g. VLAC's n_clusters)")
     try:
-        args.func(args)
+        args.func(args.command_parser, args)
     except FileNotFoundError as exc:
         print(f"sk-hierclust: error: {exc}", file=sys.stderr)
         return 1

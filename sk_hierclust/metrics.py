@@ -7,12 +7,21 @@ hierarchical one, :func:`dendrogram_purity`, takes a
 scikit-learn, so they can be passed as ``scoring=`` to
 :class:`~sklearn.model_selection.GridSearchCV` or
 :func:`~sklearn.model_selection.cross_validate`.
+
+:func:`hierarchy_scores` and :func:`evaluate` compute the four scores every
+report of this package shows (DP, LP, ACC, NMI) and :func:`format_scores`
+prints them as a table.
 """
+
+import numbers
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import make_scorer, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 
 from .tree import ClusterTree
 
@@ -23,30 +32,42 @@ __all__ = [
     "dendrogram_purity_scorer",
     "leaf_purity_scorer",
     "cluster_accuracy_scorer",
+    "hierarchy_scores",
+    "evaluate",
+    "format_scores",
     "tree_distance_error",
 ]
 
 
-def _check_labels(y_true, labels, name):
-    """Return 1-D arrays of true and predicted labels of equal length."""
+def _check_labels(y_true, labels, name, first="y_true"):
+    """Return 1-D arrays of true and predicted labels of equal length.
+
+    ``first`` and ``name`` are the argument names used in error messages.
+    """
+    if y_true is None:
+        hint = (
+            "the true classes are needed (was a scorer called without y?)"
+            if first == "y_true" else "an array of node ids is needed"
+        )
+        raise ValueError(f"{first} is None; {hint}.")
     y_true = np.asarray(y_true)
     labels = np.asarray(labels)
     if y_true.ndim != 1 or labels.ndim != 1:
         raise ValueError(
-            f"y_true and {name} must be 1-D; got shapes {y_true.shape} and {labels.shape}."
+            f"{first} and {name} must be 1-D; got shapes {y_true.shape} and {labels.shape}."
         )
     if y_true.shape[0] != labels.shape[0]:
         raise ValueError(
-            f"y_true and {name} must have the same length; got {y_true.shape[0]} "
+            f"{first} and {name} must have the same length; got {y_true.shape[0]} "
             f"and {labels.shape[0]}."
         )
     if y_true.shape[0] == 0:
-        raise ValueError("y_true is empty.")
+        raise ValueError(f"{first} is empty.")
     return y_true, labels
 
 
 def _pairs(counts):
-    """Number of unordered pairs among ``counts`` items (elementwise)."""
+    """Count the unordered pairs among ``counts`` items (elementwise)."""
     counts = np.asarray(counts, dtype=np.float64)
     return counts * (counts - 1) / 2
 
@@ -86,8 +107,13 @@ def dendrogram_purity(y_true, tree, nodes):
     Raises
     ------
     ValueError
-        If the lengths differ, a node id is out of range, or no two samples
-        share a class.
+        If ``tree`` is not a ClusterTree, ``y_true`` is None, the lengths
+        differ, a node id is out of range, or no two samples share a class.
+
+    See Also
+    --------
+    dendrogram_purity_scorer : As a scorer for model selection.
+    hierarchy_scores : With the flat scores.
 
     References
     ----------
@@ -150,7 +176,13 @@ def leaf_purity(y_true, labels_pred):
     Raises
     ------
     ValueError
-        If the inputs are empty or their lengths differ.
+        If ``y_true`` is None, the inputs are not 1-D, are empty or their
+        lengths differ.
+
+    See Also
+    --------
+    cluster_accuracy : With a one-to-one matching instead.
+    leaf_purity_scorer : As a scorer for model selection.
 
     References
     ----------
@@ -191,7 +223,20 @@ def cluster_accuracy(y_true, labels_pred):
     Raises
     ------
     ValueError
-        If the inputs are empty or their lengths differ.
+        If ``y_true`` is None, the inputs are not 1-D, are empty or their
+        lengths differ.
+
+    See Also
+    --------
+    leaf_purity : Each cluster credited with its majority class.
+    cluster_accuracy_scorer : As a scorer for model selection.
+
+    References
+    ----------
+    .. [1] J. Xie, R. Girshick, A. Farhadi, "Unsupervised deep embedding for
+       clustering analysis", ICML 2016 (unsupervised clustering accuracy).
+    .. [2] H. W. Kuhn, "The Hungarian method for the assignment problem",
+       Naval Research Logistics Quarterly 2, 1955.
 
     Examples
     --------
@@ -225,6 +270,8 @@ def _final_step(estimator, X):
         ``X`` transformed by all but the last pipeline step, else ``X``.
     """
     if isinstance(estimator, Pipeline):
+        if len(estimator) == 1:  # an empty Pipeline has no transform
+            return estimator[-1], X
         return estimator[-1], estimator[:-1].transform(X)
     return estimator, X
 
@@ -234,6 +281,13 @@ def _check_y(y, scorer):
     if y is None:
         raise ValueError(f"{scorer} needs the true classes y; got None.")
     return y
+
+
+def _fitted_final_step(estimator, X):
+    """:func:`_final_step`, checking that the final step has a ``tree_``."""
+    final, Xt = _final_step(estimator, X)
+    check_is_fitted(final, "tree_")
+    return final, Xt
 
 
 def dendrogram_purity_scorer(estimator, X, y):
@@ -262,6 +316,18 @@ def dendrogram_purity_scorer(estimator, X, y):
     ------
     ValueError
         If ``y`` is None.
+    sklearn.exceptions.NotFittedError
+        If the (final step of the) estimator has no ``tree_``.
+
+    See Also
+    --------
+    leaf_purity_scorer, cluster_accuracy_scorer : The flat scores.
+    evaluate : All four scores at once.
+
+    References
+    ----------
+    .. [1] scikit-learn user guide, "Defining your scoring strategy from
+       callables", https://scikit-learn.org/stable/modules/model_evaluation.html
 
     Examples
     --------
@@ -270,70 +336,229 @@ def dendrogram_purity_scorer(estimator, X, y):
     >>> search = GridSearchCV(est, grid, scoring=dendrogram_purity_scorer)  # doctest: +SKIP
     """
     y = _check_y(y, "dendrogram_purity_scorer")
-    final, Xt = _final_step(estimator, X)
+    final, Xt = _fitted_final_step(estimator, X)
     return dendrogram_purity(y, final.tree_, final.apply(Xt))
 
 
-def leaf_purity_scorer(estimator, X, y):
-    """Scorer computing :func:`leaf_purity` of ``estimator.predict(X)``.
+#: Scorer computing :func:`leaf_purity` of ``estimator.predict(X)``:
+#: ``make_scorer(leaf_purity, response_method="predict")``, greater is better.
+#: Called as ``leaf_purity_scorer(estimator, X, y)`` on a fitted estimator or
+#: a :class:`~sklearn.pipeline.Pipeline` ending with one; raises ValueError
+#: when ``y`` is None.
+leaf_purity_scorer = make_scorer(leaf_purity, response_method="predict")
+
+#: Scorer computing :func:`cluster_accuracy` of ``estimator.predict(X)``:
+#: ``make_scorer(cluster_accuracy, response_method="predict")``, greater is
+#: better. Called as ``cluster_accuracy_scorer(estimator, X, y)`` on a fitted
+#: estimator or a :class:`~sklearn.pipeline.Pipeline` ending with one; raises
+#: ValueError when ``y`` is None.
+cluster_accuracy_scorer = make_scorer(cluster_accuracy, response_method="predict")
+
+
+def hierarchy_scores(y_true, tree, nodes, labels):
+    """Compute the four scores of a hierarchical clustering: DP, LP, ACC and NMI.
+
+    The score report shown by the command line and the benchmarks.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class of each sample.
+    tree : ClusterTree
+        The hierarchy.
+    nodes : array-like of int, shape (n_samples,)
+        Node of each sample in ``tree`` (e.g. ``estimator.apply(X)``; a leaf
+        or an internal node), for the dendrogram purity.
+    labels : array-like of shape (n_samples,)
+        Flat cluster label of each sample (e.g. ``estimator.predict(X)``, or
+        ``tree.node_to_label[nodes]`` when every node is a labelled leaf),
+        for the three flat scores.
+
+    Returns
+    -------
+    scores : dict of str to float
+        ``{"DP": dendrogram_purity(y_true, tree, nodes),
+        "LP": leaf_purity(y_true, labels),
+        "ACC": cluster_accuracy(y_true, labels),
+        "NMI": normalized_mutual_info_score(y_true, labels)}``, in that
+        order, each in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`dendrogram_purity`, :func:`leaf_purity` and
+        :func:`cluster_accuracy`: ``tree`` is not a ClusterTree, ``y_true``
+        is None, the lengths differ, a node id is out of range or no two
+        samples share a class.
+
+    See Also
+    --------
+    evaluate : The same scores of a fitted estimator.
+    format_scores : Print them as a table.
+    sklearn.metrics.normalized_mutual_info_score : The NMI used here.
+
+    References
+    ----------
+    .. [1] L. Manduchi, M. Vandenhirtz, A. Ryser, J. Vogt, "Tree Variational
+       Autoencoders", NeurIPS 2023, Sec. 4 (DP, LP, ACC and NMI).
+
+    Examples
+    --------
+    >>> from sk_hierclust import ClusterTree
+    >>> from sk_hierclust.metrics import hierarchy_scores
+    >>> tree = ClusterTree([-1, 0, 0])
+    >>> scores = hierarchy_scores([0, 0, 1, 1], tree, [1, 1, 2, 2], [0, 0, 1, 1])
+    >>> scores
+    {'DP': 1.0, 'LP': 1.0, 'ACC': 1.0, 'NMI': 1.0}
+    """
+    return {
+        "DP": dendrogram_purity(y_true, tree, nodes),
+        "LP": leaf_purity(y_true, labels),
+        "ACC": cluster_accuracy(y_true, labels),
+        "NMI": float(normalized_mutual_info_score(y_true, labels)),
+    }
+
+
+def evaluate(estimator, X, y):
+    """Compute the four scores of :func:`hierarchy_scores` for a fitted estimator.
+
+    Computes ``hierarchy_scores(y, final.tree_, final.apply(Xt),
+    final.predict(Xt))``, where ``final`` is the estimator, or the last step
+    of a :class:`~sklearn.pipeline.Pipeline` (``Xt`` then being ``X`` passed
+    once through the preceding steps), as :func:`dendrogram_purity_scorer`
+    does.
 
     Parameters
     ----------
     estimator : estimator or Pipeline
-        Fitted estimator with ``predict``.
-    X : array-like of shape (n_samples, n_features)
+        Fitted estimator with ``tree_``, ``apply`` and ``predict``.
+    X : array-like or sparse matrix of shape (n_samples, n_features)
         Input data.
     y : array-like of shape (n_samples,)
         True classes.
 
     Returns
     -------
-    score : float
-        Leaf purity (greater is better).
+    scores : dict of str to float
+        ``{"DP": ..., "LP": ..., "ACC": ..., "NMI": ...}``, see
+        :func:`hierarchy_scores`.
 
     Raises
     ------
     ValueError
-        If ``y`` is None.
+        If ``y`` is None, or as :func:`hierarchy_scores`.
+    sklearn.exceptions.NotFittedError
+        If the (final step of the) estimator has no ``tree_``.
+
+    See Also
+    --------
+    hierarchy_scores : The same scores from a tree, nodes and labels.
+    format_scores : Print them as a table.
+
+    References
+    ----------
+    .. [1] L. Manduchi, M. Vandenhirtz, A. Ryser, J. Vogt, "Tree Variational
+       Autoencoders", NeurIPS 2023, Sec. 4.
 
     Examples
     --------
-    >>> from sklearn.model_selection import cross_val_score
-    >>> cross_val_score(est, X, y, scoring=leaf_purity_scorer)  # doctest: +SKIP
+    >>> from sk_hierclust.metrics import evaluate, format_scores
+    >>> rows = {"train": evaluate(model, X_train, y_train)}  # doctest: +SKIP
+    >>> print(format_scores(rows))  # doctest: +SKIP
     """
-    y = _check_y(y, "leaf_purity_scorer")
-    return leaf_purity(y, estimator.predict(X))
+    y = _check_y(y, "evaluate")
+    final, Xt = _fitted_final_step(estimator, X)
+    return hierarchy_scores(y, final.tree_, final.apply(Xt), final.predict(Xt))
 
 
-def cluster_accuracy_scorer(estimator, X, y):
-    """Scorer computing :func:`cluster_accuracy` of ``estimator.predict(X)``.
+def _format_cell(value, fmt):
+    """Text of one table cell: "-" for None, ints as ints, reals with ``fmt``."""
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return format(float(value), fmt)
+    return str(value)
+
+
+def format_scores(rows, *, floatfmt=".3f"):
+    """Format ``{row name: scores dict}`` as a plain-text table.
+
+    The columns are the score names in the order they first appear in the
+    rows. The first column holds the row names, left-aligned and as wide as
+    the longest one; each score column is right-aligned, as wide as its name
+    or its widest value, and preceded by two spaces. A score a row lacks, or
+    whose value is None, is printed as ``-``; integers are printed as
+    integers, other real numbers with ``floatfmt`` (so NaN prints as
+    ``nan``).
 
     Parameters
     ----------
-    estimator : estimator or Pipeline
-        Fitted estimator with ``predict``.
-    X : array-like of shape (n_samples, n_features)
-        Input data.
-    y : array-like of shape (n_samples,)
-        True classes.
+    rows : dict of str to dict of str to float
+        One entry per row (e.g. ``"train"``, ``"test"``, or a model name),
+        each a dict of score name to value, e.g. from :func:`evaluate`.
+    floatfmt : str or dict of str to str, default=".3f"
+        :func:`format` specification of the real values; a dict gives it
+        per column, ``".3f"`` for the columns it does not name.
 
     Returns
     -------
-    score : float
-        Clustering accuracy (greater is better).
+    table : str
+        A header line (the score names) and one line per row, joined by
+        newlines, without a trailing newline.
 
     Raises
     ------
     ValueError
-        If ``y`` is None.
+        If ``rows`` is empty, or a format specification does not apply to a
+        float.
+
+    See Also
+    --------
+    evaluate, hierarchy_scores : Scores to format.
+
+    References
+    ----------
+    .. [1] Python documentation, "Format Specification Mini-Language",
+       https://docs.python.org/3/library/string.html#formatspec
 
     Examples
     --------
-    >>> from sklearn.model_selection import cross_val_score
-    >>> cross_val_score(est, X, y, scoring=cluster_accuracy_scorer)  # doctest: +SKIP
+    >>> from sk_hierclust.metrics import format_scores
+    >>> print(format_scores({
+    ...     "train": {"DP": 0.5, "LP": 1.0, "leaves": 4},
+    ...     "test, Ward": {"DP": 0.25, "LP": None},
+    ... }))
+                   DP     LP  leaves
+    train       0.500  1.000       4
+    test, Ward  0.250      -       -
     """
-    y = _check_y(y, "cluster_accuracy_scorer")
-    return cluster_accuracy(y, estimator.predict(X))
+    if not rows:
+        raise ValueError("rows is empty; there is nothing to format.")
+    columns = []
+    for scores in rows.values():
+        for c in map(str, scores):
+            if c not in columns:
+                columns.append(c)
+    per_column = isinstance(floatfmt, Mapping)
+    table = []
+    for scores in rows.values():
+        scores = {str(c): v for c, v in scores.items()}
+        table.append([
+            _format_cell(scores.get(c), floatfmt.get(c, ".3f") if per_column else floatfmt)
+            for c in columns
+        ])
+    names = [str(name) for name in rows]
+    first = max(len(name) for name in names)
+    widths = [max(len(c), *(len(cells[j]) for cells in table)) for j, c in enumerate(columns)]
+
+    def line(name, cells):
+        return name.ljust(first) + "".join(f"  {cell:>{w}}" for cell, w in zip(cells, widths))
+
+    return "\n".join([line("", columns)] + [line(n, cells) for n, cells in zip(names, table)])
 
 
 def tree_distance_error(tree, nodes, true_tree, true_nodes):
@@ -392,7 +617,7 @@ def tree_distance_error(tree, nodes, true_tree, true_nodes):
     for name, t in (("tree", tree), ("true_tree", true_tree)):
         if not isinstance(t, ClusterTree):
             raise ValueError(f"{name} must be a ClusterTree; got {type(t).__name__}.")
-    nodes, true_nodes = _check_labels(nodes, true_nodes, "true_nodes")
+    nodes, true_nodes = _check_labels(nodes, true_nodes, "true_nodes", first="nodes")
     nodes, true_nodes = tree._check_nodes(nodes, "nodes"), true_tree._check_nodes(true_nodes, "true_nodes")
     used, u = np.unique(nodes, return_inverse=True)
     true_used, h = np.unique(true_nodes, return_inverse=True)

@@ -65,13 +65,15 @@ class ClusterTree:
         Largest node depth.
     n_leaves : int
         Number of leaves (with or without samples).
-    leaf_to_label : dict of {int: int}
-        Maps each labelled leaf to its consecutive cluster label
-        ``0 .. n_labels - 1``. Labelled leaves are the leaves with
-        ``n_node_samples > 0`` in increasing node-id order, or all leaves
-        when no sample counts are known (all zero).
+    node_to_label : ndarray of shape (node_count,), dtype int64
+        Consecutive cluster label ``0 .. n_labels - 1`` of each labelled
+        leaf, ``-1`` for every other node. Labelled leaves are the leaves
+        with ``n_node_samples > 0`` in increasing node-id order, or all
+        leaves when no sample counts are known (all zero). The labels of
+        samples routed to ``nodes`` are ``node_to_label[nodes]``.
     label_to_node : ndarray of shape (n_labels,), dtype int64
-        Inverse of ``leaf_to_label``: the leaf node of each cluster label.
+        Inverse of ``node_to_label``: the leaf node of each cluster label,
+        so ``node_to_label[label_to_node]`` is ``arange(n_labels)``.
 
     Raises
     ------
@@ -84,6 +86,12 @@ class ClusterTree:
     --------
     sk_hierclust.metrics.dendrogram_purity : Quality of a tree w.r.t. classes.
 
+    References
+    ----------
+    .. [1] scikit-learn, "Understanding the decision tree structure" (the
+       parallel-array layout of ``DecisionTreeClassifier().tree_``),
+       https://scikit-learn.org/stable/auto_examples/tree/plot_unveil_tree_structure.html
+
     Examples
     --------
     >>> from sk_hierclust import ClusterTree
@@ -92,8 +100,10 @@ class ClusterTree:
     ClusterTree(node_count=5, n_leaves=3, max_depth=2)
     >>> tree.leaves()
     array([2, 3, 4])
-    >>> tree.leaf_to_label
-    {2: 0, 3: 1, 4: 2}
+    >>> tree.node_to_label
+    array([-1, -1,  0,  1,  2])
+    >>> tree.label_to_node
+    array([2, 3, 4])
     >>> int(tree.lca(3, 4)), int(tree.lca(2, 4))
     (1, 0)
     """
@@ -162,7 +172,8 @@ class ClusterTree:
         self.n_leaves = int(leaves.size)
         labelled = leaves[counts[leaves] > 0] if np.any(counts > 0) else leaves
         self.label_to_node = labelled.astype(np.int64)
-        self.leaf_to_label = {int(v): i for i, v in enumerate(labelled)}
+        self.node_to_label = np.full(node_count, -1, dtype=np.int64)
+        self.node_to_label[labelled] = np.arange(labelled.size, dtype=np.int64)
 
     # ------------------------------------------------------------------ utils
     def __repr__(self):
@@ -352,7 +363,7 @@ class ClusterTree:
         return np.where(is_cut[anc], label_of[anc], -1).astype(np.int64)
 
     def decision_path(self, nodes):
-        """Indicator of the root-to-node path of each given node.
+        """Return the indicator of the root-to-node path of each given node.
 
         Parameters
         ----------
@@ -370,6 +381,11 @@ class ClusterTree:
         ------
         ValueError
             If ``nodes`` is not 1-D or holds an unknown node id.
+
+        See Also
+        --------
+        sklearn.tree.DecisionTreeClassifier.decision_path : The same output
+            for a decision tree.
 
         Examples
         --------
@@ -423,6 +439,13 @@ class ClusterTree:
         See Also
         --------
         scipy.cluster.hierarchy.dendrogram : Plot the result.
+        from_linkage : The converse.
+
+        References
+        ----------
+        .. [1] SciPy, ``scipy.cluster.hierarchy.linkage`` (the format of the
+           linkage matrix),
+           https://docs.scipy.org/doc/scipy/reference/generated/scipy.cluster.hierarchy.linkage.html
 
         Examples
         --------
@@ -479,6 +502,11 @@ class ClusterTree:
         newick : str
             The tree in Newick format, terminated by ``;``.
 
+        References
+        ----------
+        .. [1] J. Felsenstein, "The Newick tree format",
+           https://phylipweb.github.io/phylip/newicktree.html
+
         Examples
         --------
         >>> ClusterTree([-1, 0, 0, 1, 1]).to_newick()
@@ -498,10 +526,7 @@ class ClusterTree:
 
     def _labels_per_node(self):
         """Cluster label of each node as a Python list (None if unlabelled)."""
-        out = [None] * self.node_count
-        for v, lab in self.leaf_to_label.items():
-            out[v] = lab
-        return out
+        return [None if lab < 0 else lab for lab in self.node_to_label.tolist()]
 
     def to_networkx(self):
         """Convert the tree to a :class:`networkx.DiGraph`.
@@ -591,7 +616,7 @@ class ClusterTree:
         )
 
     def _layout(self):
-        """x (DFS leaf order, parents centred) and y (= -depth) of nodes."""
+        """Compute x (DFS leaf order, parents centred) and y (= -depth) of the nodes."""
         x = np.zeros(self.node_count)
         stack, pos = [0], 0
         while stack:
@@ -607,7 +632,7 @@ class ClusterTree:
         return x, -self.depth.astype(np.float64)
 
     def plot(self, ax=None, *, y=None, nodes=None):
-        """Draw the tree top-down with matplotlib.
+        r"""Draw the tree top-down with matplotlib.
 
         Leaves are spread evenly on the x axis in left-to-right depth-first
         order, each internal node is centred over its children and the root
@@ -619,7 +644,7 @@ class ClusterTree:
             Axes to draw on; a new figure is created when ``None``.
         y : array-like of shape (n_samples,), default=None
             True classes of samples. Requires ``nodes``; each leaf then also
-            shows its majority class and purity, e.g. ``"n=523\\n7: 96%"``.
+            shows its majority class and purity, e.g. ``"n=523\n7: 96%"``.
         nodes : array-like of int, shape (n_samples,), default=None
             Node id of each sample. When given, the annotated counts are the
             numbers of these samples in each subtree; otherwise
@@ -720,7 +745,16 @@ class ClusterTree:
         Raises
         ------
         ValueError
-            If ``parent`` does not describe a tree in topological order.
+            If ``parent`` does not describe a tree in topological order, or a
+            node id is out of range.
+
+        Examples
+        --------
+        >>> tree = ClusterTree.from_sample_nodes([-1, 0, 0, 1, 1], [3, 4, 4, 2, 1])
+        >>> tree.n_node_samples
+        array([5, 4, 1, 1, 2])
+        >>> tree.node_to_label
+        array([-1, -1,  0,  1,  2])
         """
         tree = cls(parent)
         counts = np.bincount(np.asarray(nodes, dtype=np.int64), minlength=tree.node_count)
@@ -758,6 +792,17 @@ class ClusterTree:
         ValueError
             If ``Z`` is not a valid linkage matrix or ``n_leaves`` is out of
             range.
+
+        See Also
+        --------
+        to_linkage : The converse.
+        scipy.cluster.hierarchy.fcluster : The same flat clusters.
+
+        References
+        ----------
+        .. [1] SciPy, ``scipy.cluster.hierarchy.linkage`` (the format of the
+           linkage matrix),
+           https://docs.scipy.org/doc/scipy/reference/generated/scipy.cluster.hierarchy.linkage.html
 
         Examples
         --------

@@ -1,4 +1,10 @@
-"""scikit-learn's estimator checks over every estimator of the package."""
+"""scikit-learn's estimator checks over every configuration of the test table.
+
+Every check gets the quick settings (``QUICK_PARAMS``) except the ``SLOW_CHECKS``
+(``check_clustering``), which get the tuned ``FAST_PARAMS``.
+"""
+
+from functools import partial
 
 import pytest
 from sklearn.utils.estimator_checks import (
@@ -13,11 +19,18 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from sk_hierclust._testing import expected_failed_checks, fast_instances
+from sk_hierclust._testing import CONFIGS, check_params, expected_failed_checks, make_config
 
 
-@parametrize_with_checks(fast_instances(), expected_failed_checks=expected_failed_checks)
+def _check_name(check):
+    while isinstance(check, partial):
+        check = check.func
+    return check.__name__
+
+
+@parametrize_with_checks([make_config(name) for name in CONFIGS], expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
+    estimator.set_params(**check_params(estimator, _check_name(check)))
     check(estimator)
 
 
@@ -33,8 +46,9 @@ EXPLICIT_CHECKS = [
 ]
 
 
-@pytest.mark.parametrize("estimator", fast_instances(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("check", EXPLICIT_CHECKS, ids=lambda c: c.__name__)
-def test_checks_not_yielded_by_check_estimator(estimator, check):
+def test_checks_not_yielded_by_check_estimator(name, check):
     pytest.importorskip("pandas")
+    estimator = make_config(name)
     check(type(estimator).__name__, estimator)

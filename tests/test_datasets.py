@@ -3,7 +3,6 @@
 import csv
 import gzip
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -13,14 +12,22 @@ import scipy.sparse as sp
 from sklearn.datasets import load_files
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+import sk_hierclust.datasets
 from sk_hierclust.datasets import (
     DATASETS,
+    FASHION_MNIST_CLASS_NODE,
+    FASHION_MNIST_HIERARCHY,
+    get_data_home,
     load_20newsgroups,
     load_dataset,
     load_digits,
     load_fashion_mnist,
     load_mnist,
 )
+
+# The shared data folder beside the repository (../shared/data): the real-data
+# tests pass it explicitly and are skipped when it is absent.
+REAL_HOME = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _write_idx(path, array, magic):
@@ -40,7 +47,7 @@ def _write_split(folder, prefix, images, labels):
 
 @pytest.fixture
 def fake_home(tmp_path):
-    """A data_home with tiny mnist/ and fashion_mnist/ folders."""
+    """Build a data_home with tiny mnist/ and fashion_mnist/ folders."""
     rng = np.random.RandomState(0)
     data = {}
     for name in ("mnist", "fashion_mnist"):
@@ -92,24 +99,79 @@ def test_data_home_from_environment(fake_home, monkeypatch):
     np.testing.assert_array_equal(y, data["fashion_mnist"][3])
 
 
-def test_default_data_home_is_relative_to_cwd(tmp_path, monkeypatch):
-    data_home = tmp_path / "shared" / "data"
-    _write_split(data_home / "mnist", "t10k", np.zeros((2, 28, 28)), [4, 5])
+@pytest.fixture
+def fake_user_home(tmp_path, monkeypatch):
+    """Point ``~`` (HOME, and USERPROFILE for Windows) to a fresh folder; unset SK_HIERCLUST_DATA."""
+    home = tmp_path / "user"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))
+    monkeypatch.delenv("SK_HIERCLUST_DATA", raising=False)
+    return home
+
+
+def test_get_data_home_argument(fake_user_home, monkeypatch):
+    assert get_data_home("/some/where") == Path("/some/where")
+    assert get_data_home(Path("relative/dir")) == Path("relative/dir")
+    assert get_data_home("~/data") == fake_user_home / "data"
+    monkeypatch.setenv("SK_HIERCLUST_DATA", "/from/env")
+    assert get_data_home("/some/where") == Path("/some/where")  # the argument wins
+    assert isinstance(get_data_home("x"), Path)
+    with pytest.raises(TypeError):
+        get_data_home(3)
+
+
+def test_get_data_home_environment(fake_user_home, monkeypatch):
+    monkeypatch.setenv("SK_HIERCLUST_DATA", "/from/env")
+    assert get_data_home() == Path("/from/env")
+    monkeypatch.setenv("SK_HIERCLUST_DATA", "~/env_data")
+    assert get_data_home() == fake_user_home / "env_data"
+    monkeypatch.setenv("SK_HIERCLUST_DATA", "")  # empty: ignored
+    assert get_data_home() == fake_user_home / "sk_hierclust_data"
+
+
+def test_get_data_home_default_does_not_create(fake_user_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert get_data_home() == fake_user_home / "sk_hierclust_data"
+    assert get_data_home().is_absolute()
+    assert not (fake_user_home / "sk_hierclust_data").exists()  # nothing created
+
+
+def test_default_data_home_is_home_not_cwd(fake_user_home, tmp_path, monkeypatch):
+    # ../shared/data beside the working directory is no longer looked at
+    _write_split(tmp_path / "shared" / "data" / "mnist", "t10k", np.zeros((2, 28, 28)), [4, 5])
     (tmp_path / "project").mkdir()
     monkeypatch.chdir(tmp_path / "project")
-    monkeypatch.delenv("SK_HIERCLUST_DATA", raising=False)
+    with pytest.raises(FileNotFoundError) as excinfo:
+        load_mnist(subset="test")
+    msg = str(excinfo.value)
+    default = fake_user_home / "sk_hierclust_data"
+    assert str(default / "mnist" / "t10k-images-idx3-ubyte.gz") in msg
+    assert "default ~/sk_hierclust_data" in msg
+    assert "data_home=" in msg and "SK_HIERCLUST_DATA" in msg
+    # ~/sk_hierclust_data/mnist is where the loaders look by default
+    _write_split(default / "mnist", "t10k", np.zeros((2, 28, 28)), [6, 7])
     _, y = load_mnist(subset="test")
-    np.testing.assert_array_equal(y, [4, 5])
+    np.testing.assert_array_equal(y, [6, 7])
 
 
-def test_missing_files_error(tmp_path):
+def test_missing_files_error(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as excinfo:
         load_mnist(tmp_path)
     msg = str(excinfo.value)
     assert str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz") in msg
+    assert f"Looked in {tmp_path / 'mnist'} and {tmp_path}" in msg
+    assert "from the data_home argument" in msg
+    assert "data_home=" in msg and "SK_HIERCLUST_DATA" in msg
     assert "https://ossci-datasets.s3.amazonaws.com/mnist/" in msg
     with pytest.raises(FileNotFoundError, match="zalandoresearch/fashion-mnist"):
         load_fashion_mnist(tmp_path, subset="test")
+    monkeypatch.setenv("SK_HIERCLUST_DATA", str(tmp_path / "env"))
+    with pytest.raises(FileNotFoundError) as excinfo:
+        load_fashion_mnist(subset="test")
+    msg = str(excinfo.value)
+    assert str(tmp_path / "env" / "fashion_mnist" / "t10k-images-idx3-ubyte.gz") in msg
+    assert "from the SK_HIERCLUST_DATA environment variable" in msg
 
 
 def test_missing_labels_named(fake_home):
@@ -158,7 +220,9 @@ def test_load_digits():
     assert X.shape == (1797, 64) and X.dtype == np.float32
     assert y.shape == (1797,) and y.dtype == np.int64
     assert X.min() == 0.0 and X.max() == 1.0
-    np.testing.assert_array_equal(np.bincount(y).sum(), 1797)
+    np.testing.assert_array_equal(
+        np.bincount(y), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    )
 
 
 def test_load_dataset(fake_home):
@@ -172,14 +236,19 @@ def test_load_dataset(fake_home):
         load_dataset("cifar10")
 
 
-def _real_data_home():
-    env = os.environ.get("SK_HIERCLUST_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-REAL_HOME = _real_data_home()
+def test_public_names():
+    assert sorted(sk_hierclust.datasets.__all__) == [
+        "DATASETS", "FASHION_MNIST_CLASS_NODE", "FASHION_MNIST_HIERARCHY",
+        "get_data_home", "load_20newsgroups", "load_dataset", "load_digits",
+        "load_fashion_mnist", "load_mnist",
+    ]
+    assert DATASETS == ("digits", "mnist", "fashion_mnist", "20newsgroups")
+    # classes 0..9 at leaves 9..18: T-shirt and Shirt are siblings (light tops),
+    # Sandal, Sneaker and Ankle boot share the shoes node 8
+    assert FASHION_MNIST_HIERARCHY.node_count == 19
+    np.testing.assert_array_equal(FASHION_MNIST_CLASS_NODE, np.arange(9, 19))
+    parents = FASHION_MNIST_HIERARCHY.parent[FASHION_MNIST_CLASS_NODE]
+    np.testing.assert_array_equal(parents, [3, 5, 4, 6, 4, 8, 3, 8, 7, 8])
 
 
 @pytest.mark.slow
@@ -272,7 +341,7 @@ def _write_ng_archive(path, messages, extra=()):
 
 @pytest.fixture
 def ng_home(tmp_path):
-    """A data_home with a tiny 20newsgroups/ folder (archive + hierarchy.csv)."""
+    """Build a data_home with a tiny 20newsgroups/ folder (archive + hierarchy.csv)."""
     messages = _ng_messages()
     folder = tmp_path / "20newsgroups"
     _write_ng_archive(
@@ -435,6 +504,8 @@ def test_20newsgroups_missing_archive(tmp_path):
         load_20newsgroups(tmp_path)
     msg = str(excinfo.value)
     assert str(tmp_path / "20newsgroups" / "20news-bydate.tar.gz") in msg
+    assert f"Looked in {tmp_path / '20newsgroups'} and {tmp_path}" in msg
+    assert "data_home=" in msg and "SK_HIERCLUST_DATA" in msg
     assert "qwone.com" in msg and "Nothing is downloaded" in msg
     with pytest.raises(FileNotFoundError):
         load_dataset("20newsgroups", data_home=tmp_path)

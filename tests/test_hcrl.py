@@ -1,7 +1,10 @@
-"""Behavioural tests of the HCRL estimator (scikit-learn's own checks live in test_common.py).
+"""Behavioural tests of the HCRL estimator.
 
-Tiny fits (the planted hierarchy, 300 samples, a few epochs) on the CPU, where an int
-``random_state`` makes every fit reproducible; fitted models are shared by module fixtures.
+What every model promises (not-fitted errors, pickling, refits, sparse input, ``sample``'s
+arguments, ``apply`` on ``predict``'s path, ...) is tested in test_contract.py and
+scikit-learn's own checks in test_common.py; this file tests what is HCRL's. Tiny fits (the
+planted hierarchy, 300 samples, a few epochs) on the CPU, where an int ``random_state``
+makes every fit reproducible; fitted models are shared by module fixtures.
 """
 
 import pickle
@@ -10,23 +13,25 @@ import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy import sparse
 from scipy.special import digamma
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_hierclust import HCRL
-from sk_hierclust._testing import FAST_PARAMS
+from sk_hierclust._testing import FAST_PARAMS, QUICK_PARAMS
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, dendrogram_purity_scorer
-from sk_hierclust.models.hcrl import HCRLModule, TreeDynamics, _gaussian_loglik, _kl_beta
+from sk_hierclust.models.hcrl import HCRLModule, TreeDynamics
+from sk_hierclust.nn.losses import expected_gaussian_loglik, kl_beta
 
 FAST = FAST_PARAMS[HCRL]
+QUICK = {**FAST, **QUICK_PARAMS[HCRL]}
 
 # Planted hierarchy (4 blobs in 2 super-clusters): measured for random_state 0..5, the
 # leaves recover the 4 sub-clusters (accuracy 1.0) and the depth-1 nodes the 2 super-clusters
 # for seeds 0, 1, 2, 4, 5 (seed 3 ends with 3 leaves); the tests use seed 0.
-PLANTED_PARAMS = dict(max_depth=3, max_leaves=4, init_branching=2, hidden_dims=(64, 32), latent_dim=4,
+PLANTED_PARAMS = dict(max_depth=2, max_leaves=4, init_branching=2, hidden_dims=(64, 32), latent_dim=4,
                       n_epochs=5, n_epochs_pretrain=20, lock_epochs=20, batch_size=32, random_state=0)
 
 
@@ -35,16 +40,16 @@ def planted_model(planted):
     return HCRL(**PLANTED_PARAMS).fit(planted[0])
 
 
-def small_module(max_depth=3, capacity=10, local_eta=True):
-    return HCRLModule(6, 2, max_depth, capacity, "gaussian", "mlp", None, (8,), local_eta, 1.0, 1.0)
+def small_module(n_levels=3, capacity=10, local_eta=True):
+    return HCRLModule(6, 2, n_levels, capacity, "gaussian", "mlp", None, (8,), local_eta, 1.0, 1.0)
 
 
 # ---- known answers of the pieces -------------------------------------------------------------
-def test_gaussian_loglik_matches_per_pair_formula():
+def test_expected_gaussian_loglik_matches_per_pair_formula():
     rng = np.random.RandomState(0)
     mean, var = torch.tensor(rng.normal(size=(5, 3))), torch.tensor(rng.uniform(0.1, 2, size=(5, 3)))
     node_mean, node_logvar = torch.tensor(rng.normal(size=(4, 3))), torch.tensor(rng.normal(size=(4, 3)))
-    got = _gaussian_loglik(mean, var, node_mean, node_logvar).numpy()
+    got = expected_gaussian_loglik(mean, var, node_mean, node_logvar).numpy()
     for n in range(5):
         for i in range(4):
             s2 = np.exp(node_logvar[i].numpy())
@@ -57,7 +62,8 @@ def test_kl_beta_matches_torch_distributions():
     a, b = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64), torch.tensor([1.5, 0.7, 3.0], dtype=torch.float64)
     a0, b0 = torch.ones(3, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)
     want = torch.distributions.kl_divergence(torch.distributions.Beta(a, b), torch.distributions.Beta(a0, b0))
-    assert_allclose(_kl_beta(a, b, a0, b0).numpy(), want.numpy(), rtol=1e-10)
+    assert_allclose(kl_beta(a, b, a0, b0).numpy(), want.numpy(), rtol=1e-10)
+    assert_allclose(kl_beta(a, b, 1.0, 2.0).numpy(), want.numpy(), rtol=1e-10)  # the scalar prior HCRL passes
 
 
 def test_path_log_prior_is_nested_stick_breaking():
@@ -79,14 +85,14 @@ def test_path_log_prior_is_nested_stick_breaking():
     assert_allclose(got[leaf_a], elog_v[n1] + elog_v[leaf_a], rtol=1e-5)
     assert_allclose(got[leaf_b], elog_v[n1] + elog_v[leaf_b] + elog_1mv[leaf_a], rtol=1e-5)
     assert_allclose(got[leaf_c], elog_v[n2] + elog_1mv[n1] + elog_v[leaf_c], rtol=1e-5)
-    # inner paths: the rest of the stick of the end node, then new nodes' sticks down to depth L
+    # inner paths: the rest of the stick of the end node, then new nodes' sticks down to the leaves' level
     assert_allclose(got[0], elog_1mv[n1] + elog_1mv[n2] + 2 * new, rtol=1e-5)
     assert_allclose(got[n1], elog_v[n1] + elog_1mv[leaf_a] + elog_1mv[leaf_b] + new, rtol=1e-5)
     assert module.n_full == 3 and set(module.ends[:3]) == {leaf_a, leaf_b, leaf_c}
 
 
 def test_grow_and_remove_leaf_keep_a_valid_tree():
-    module = small_module(max_depth=4)
+    module = small_module(n_levels=4)
     new = module.add_branch(0, np.zeros(2), np.ones(2))
     assert [module.level[v] for v in new] == [1, 2, 3]
     other = module.add_branch(new[0], np.ones(2), np.ones(2))  # a sibling below depth 1
@@ -108,8 +114,23 @@ def test_coordinate_updates_are_normalised_and_follow_the_likelihood():
     assert S[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("local_eta", [True, False])
+def test_terms_declared_and_global_terms_only_in_training(local_eta):
+    module = small_module(local_eta=local_eta)
+    module.add_branch(0, np.zeros(2), np.ones(2))
+    module.refresh()
+    x = torch.randn(4, 6)
+    assert set(module(x)) == {"rec"}  # pre-training: a plain autoencoder
+    module.pretraining = False
+    local = {"rec", "kl_z", "kl_path", "kl_level"} | ({"kl_eta"} if local_eta else set())
+    assert set(module.eval()(x)) == local  # what score_samples sums: no global term
+    assert set(module.train()(x)) == local | {"kl_eta", "kl_v"}
+    assert set(module.elbo_terms) == local | {"kl_eta", "kl_v"}
+    assert set(module.annealed_terms) == set(module.elbo_terms) - {"rec"}
+
+
 def test_prune_and_merge():
-    module = small_module(max_depth=2)
+    module = small_module(n_levels=2)
     leaves = [module.add_node(0, np.full(2, float(i)), np.full(2, 1.0 + i)) for i in range(3)]
     module.refresh()
     dynamics = TreeDynamics(1, 0, 0.05, 0.9, 5, seed=0).initialize()
@@ -128,6 +149,28 @@ def test_prune_and_merge():
     assert dynamics._prune(module, np.zeros(1)) is None and dynamics._merge(module, stats) is None
 
 
+# ---- parameters ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("param, value", [("max_depth", 0), ("max_leaves", 1), ("latent_dim", 0),
+                                          ("n_epochs_pretrain", -1), ("init_branching", 0)])
+def test_invalid_parameters(planted, param, value):
+    with pytest.raises(InvalidParameterError, match=param):
+        HCRL(**{**QUICK, param: value}).fit(planted[0])
+
+
+@pytest.mark.parametrize("max_depth, max_leaves, init_branching, n_leaves", [
+    (2, 20, None, 9),  # default: the largest k with k ** max_depth <= max_leaves // 2 = 10
+    (1, 20, None, 10),
+    (2, 20, 5, 16),  # capped at the largest k with k ** max_depth <= max_leaves
+])
+def test_initial_tree_size(planted, max_depth, max_leaves, init_branching, n_leaves):
+    model = HCRL(**{**QUICK, "max_depth": max_depth, "max_leaves": max_leaves, "init_branching": init_branching,
+                    "grow_every": 100, "lock_epochs": 100}).fit(planted[0])
+    (row,) = [row for row in model.history_ if row["phase"] == "train"]
+    assert row["n_leaves"] == n_leaves and row["tree_event"] == ""
+    module = model.net_.module_
+    assert module.n_levels == max_depth + 1 and module.capacity == 1 + max_depth * max_leaves
+
+
 # ---- the fitted estimator ----------------------------------------------------------------------
 def test_planted_hierarchy_is_recovered(planted, planted_model):
     X, y = planted
@@ -136,34 +179,37 @@ def test_planted_hierarchy_is_recovered(planted, planted_model):
     assert cluster_accuracy(y, planted_model.labels_) == 1.0
     super_node = tree.parent[tree.label_to_node[planted_model.labels_]]
     assert cluster_accuracy(y // 2, super_node) == 1.0
-    assert dendrogram_purity(y, tree, tree.label_to_node[planted_model.predict(X)]) == 1.0
+    assert dendrogram_purity(y, tree, planted_model.apply(X)) == 1.0
 
 
-def test_inference_api_shapes_and_consistency(planted, planted_model):
+def test_apply_places_samples_at_their_most_probable_level(planted, planted_model):
     X, _ = planted
     model = planted_model
-    proba = model.predict_proba(X)
-    assert proba.shape == (len(X), model.tree_.n_leaves)
-    assert_allclose(proba.sum(1), 1.0)
     assert_array_equal(model.predict(X), model.labels_)
+    _, omega, _ = model._posteriors(X)
     nodes = model.apply(X)
-    # the node of a sample lies on the path of its leaf
-    leaves = model.tree_.label_to_node[model.labels_]
-    assert all(node in model.tree_.ancestors(leaf).tolist() + [leaf] for node, leaf in zip(nodes, leaves))
-    path = model.decision_path(X).toarray()
-    assert path.shape == (len(X), model.tree_.node_count) and np.all(path[:, 0] == 1)
-    assert model.transform(X).shape == (len(X), model.latent_dim)
+    assert_array_equal(model.tree_.depth[nodes], omega.argmax(1))
     assert model.get_feature_names_out().tolist() == [f"hcrl{i}" for i in range(model.latent_dim)]
-    assert np.isfinite(model.score(X)) and model.score_samples(X).shape == (len(X),)
-    assert model.sample(3).shape == (3, X.shape[1]) and model.sample(2, node=1).shape == (2, X.shape[1])
-    assert {"tree_event", "n_leaves", "max_path_share", "collapsed"} <= set(model.history_[-1])
+
+
+def test_history_of_the_two_phases(planted_model):
+    history = planted_model.history_
+    phases = [row["phase"] for row in history]
+    assert phases == ["pretrain"] * PLANTED_PARAMS["n_epochs_pretrain"] + ["train"] * PLANTED_PARAMS["n_epochs"]
+    pretrain = [row for row in history if row["phase"] == "pretrain"]
+    train = [row for row in history if row["phase"] == "train"]
+    # tree dynamics and KL terms only after pre-training
+    assert not any({"tree_event", "n_leaves", "kl_z"} & set(row) for row in pretrain)
+    assert all({"tree_event", "n_leaves", "max_path_share", "collapsed", "kl_v"} <= set(row) for row in train)
+    # the default KL ramp is half the training phase: 5 // 2 = 2 epochs of 10 batches
+    assert [row["kl_weight"] for row in train] == pytest.approx([0.45, 0.95, 1.0, 1.0, 1.0])
 
 
 def test_level_proportion_features(planted, planted_model):
     X, _ = planted
     model = pickle.loads(pickle.dumps(planted_model)).set_params(transform_features="level_proportion")
     eta = model.transform(X)
-    assert eta.shape == (len(X), 3)
+    assert eta.shape == (len(X), PLANTED_PARAMS["max_depth"] + 1)
     assert_allclose(eta.sum(1), 1.0)
     assert model.get_feature_names_out().shape == (3,)
     hcrl1 = HCRL(**{**FAST, "level_proportion": "global", "n_epochs": 1}).fit(X[:64])
@@ -174,30 +220,14 @@ def test_level_proportion_features(planted, planted_model):
 
 def test_importance_sampled_log_likelihood(planted, planted_model):
     X, _ = planted
-    one = planted_model.log_likelihood(X, n_samples=1)
-    many = planted_model.log_likelihood(X, n_samples=30)
+    one = planted_model.log_likelihood(X, n_importance=1)
+    many = planted_model.log_likelihood(X, n_importance=30)
     assert many.shape == (len(X),) and np.all(np.isfinite(many))
     assert many.mean() > one.mean()  # the importance-weighted bound tightens with more samples
-    assert_array_equal(many, planted_model.log_likelihood(X, n_samples=30))  # seeded
-    with pytest.raises(ValueError, match="n_samples"):
-        planted_model.log_likelihood(X, n_samples=0)
-
-
-def test_sparse_input_equals_dense(planted):
-    X, _ = planted
-    dense = HCRL(**FAST).fit(X)
-    csr = HCRL(**FAST).fit(sparse.csr_matrix(X))
-    assert_array_equal(dense.labels_, csr.labels_)
-    assert_allclose(dense.transform(X), csr.transform(sparse.csr_array(X)), rtol=1e-5, atol=1e-6)
-
-
-def test_refit_is_reproducible_and_pickles(planted, planted_model):
-    X, _ = planted
-    again = HCRL(**PLANTED_PARAMS).fit(X)
-    assert_array_equal(again.labels_, planted_model.labels_)
-    assert_allclose(again.transform(X), planted_model.transform(X))
-    restored = pickle.loads(pickle.dumps(planted_model))
-    assert_array_equal(restored.predict(X), planted_model.predict(X))
+    assert_array_equal(many, planted_model.log_likelihood(X, n_importance=30))  # seeded
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="n_importance"):
+            planted_model.log_likelihood(X, n_importance=bad)
 
 
 def test_collapsed_tree_is_reported_and_predicts_valid_labels():
@@ -216,22 +246,11 @@ def test_grow_adds_branches_from_a_single_path(planted):
     assert max(row["n_leaves"] for row in model.history_ if "n_leaves" in row) > 1
 
 
-def test_bad_input():
-    X = np.random.RandomState(0).uniform(size=(40, 5))
-    model = HCRL(**FAST).fit(X)
-    with pytest.raises(ValueError, match="node must be"):
-        model.sample(2, node=99)
-    with pytest.raises(ValueError, match="n_samples"):
-        model.sample(0)
-    with pytest.raises(ValueError, match="features"):
-        model.predict(X[:, :3])
-    with pytest.raises(ValueError, match="diverged"):
-        HCRL(**{**FAST, "lr": 1e12}).fit(X * 1e6)
-
-
 def test_grid_search_with_pipeline_and_dendrogram_purity(planted):
     X, y = planted
     search = GridSearchCV(make_pipeline(MinMaxScaler(), HCRL(**{**FAST, "n_epochs": 1})),
                           {"hcrl__max_leaves": [2, 3]}, scoring=dendrogram_purity_scorer, cv=2)
     search.fit(X, y)
-    assert 0 < search.best_score_ <= 1
+    # two leaves that separate the 2 super-clusters score 0.5, random leaves about 0.3
+    assert search.best_score_ >= 0.5
+    assert search.best_estimator_[-1].tree_.n_leaves <= search.best_params_["hcrl__max_leaves"]

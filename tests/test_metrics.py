@@ -1,7 +1,6 @@
 """Tests for sk_hierclust.metrics."""
 
 import gzip
-import os
 from itertools import combinations
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from scipy.cluster.hierarchy import linkage
 from sklearn.base import BaseEstimator
 from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -23,6 +23,9 @@ from sk_hierclust.metrics import (
     cluster_accuracy_scorer,
     dendrogram_purity,
     dendrogram_purity_scorer,
+    evaluate,
+    format_scores,
+    hierarchy_scores,
     leaf_purity,
     leaf_purity_scorer,
 )
@@ -138,6 +141,8 @@ def test_leaf_purity_and_cluster_accuracy_hand():
             func([0, 1], [0])
         with pytest.raises(ValueError, match="empty"):
             func([], [])
+        with pytest.raises(ValueError, match="y_true is None; the true classes"):
+            func(None, [0])
 
 
 class FakeTreeModel(BaseEstimator):
@@ -173,6 +178,15 @@ def test_scorers_plain_estimator():
     for scorer in (dendrogram_purity_scorer, leaf_purity_scorer, cluster_accuracy_scorer):
         with pytest.raises(ValueError, match="true classes"):
             scorer(model, X_FAKE, None)
+    with pytest.raises(NotFittedError):
+        dendrogram_purity_scorer(FakeTreeModel(), X_FAKE, Y_FAKE)
+
+
+def test_flat_scorers_are_sklearn_scorers():
+    assert repr(leaf_purity_scorer) == "make_scorer(leaf_purity, response_method='predict')"
+    assert repr(cluster_accuracy_scorer) == (
+        "make_scorer(cluster_accuracy, response_method='predict')"
+    )
 
 
 def test_scorers_in_pipeline():
@@ -206,9 +220,105 @@ def test_scorers_in_pipeline():
         assert np.all(scores[key] == 1.0)
 
 
-def test_all_exported():
-    for name in metrics.__all__:
-        assert callable(getattr(metrics, name))
+def test_public_names():
+    assert sorted(metrics.__all__) == [
+        "cluster_accuracy", "cluster_accuracy_scorer", "dendrogram_purity",
+        "dendrogram_purity_scorer", "evaluate", "format_scores", "hierarchy_scores",
+        "leaf_purity", "leaf_purity_scorer", "tree_distance_error",
+    ]
+    assert all(hasattr(metrics, name) for name in metrics.__all__)
+
+
+# ------------------------------------------------------ score report
+def brute_force_nmi(y, labels):
+    """NMI with the arithmetic-mean normalisation, from the joint distribution."""
+    y, labels = np.asarray(y), np.asarray(labels)
+    p = np.array([[np.mean((y == a) & (labels == b)) for b in np.unique(labels)]
+                  for a in np.unique(y)])
+    py, pl = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = np.sum(p[nz] * np.log(p[nz] / np.outer(py, pl)[nz]))
+    entropy = lambda q: -np.sum(q * np.log(q))  # noqa: E731
+    return mi / ((entropy(py) + entropy(pl)) / 2)
+
+
+def test_hierarchy_scores_hand():
+    #        0
+    #      /   \
+    #     1     2        leaf labels: 2 -> 0, 3 -> 1, 4 -> 2
+    #    / \
+    #   3   4
+    tree = ClusterTree([-1, 0, 0, 1, 1])
+    y = [0, 0, 0, 1, 1, 2, 2, 2]
+    nodes = [3, 3, 4, 4, 4, 2, 2, 1]  # the last sample stops at internal node 1
+    labels = [1, 1, 2, 2, 2, 0, 0, 3]  # ... and is predicted into a fourth cluster
+    scores = hierarchy_scores(y, tree, nodes, labels)
+    assert list(scores) == ["DP", "LP", "ACC", "NMI"]
+    assert all(type(v) is float for v in scores.values())
+    # DP, 7 same-class pairs: class 0: (0,1) lca 3 -> 1, (0,2) (1,2) lca 1 -> 3/6;
+    # class 1: (3,4) lca 4 -> 2/3; class 2: (5,6) lca 2 -> 1, (5,7) (6,7) lca 0 -> 3/8
+    assert scores["DP"] == pytest.approx((1 + 2 * 0.5 + 2 / 3 + 1 + 2 * 3 / 8) / 7, abs=1e-15)
+    assert scores["DP"] == pytest.approx(53 / 84, abs=1e-15)
+    assert scores["DP"] == pytest.approx(brute_force_dendrogram_purity(y, tree, nodes), abs=1e-15)
+    # LP: clusters {0,0}, {0,1,1}, {2,2}, {2} -> 2 + 2 + 2 + 1 of 8
+    assert scores["LP"] == 7 / 8
+    # ACC: 0 -> cluster 1, 1 -> cluster 2, 2 -> cluster 0 (cluster 3 unmatched): 6 of 8
+    assert scores["ACC"] == 6 / 8
+    # NMI by hand (nats): H(y) = 1.0822, H(labels) = 1.3209, I = 0.8434 -> 0.8434 / 1.2015
+    assert scores["NMI"] == pytest.approx(brute_force_nmi(y, labels), abs=1e-12)
+    assert scores["NMI"] == pytest.approx(0.7020, abs=1e-4)
+    with pytest.raises(ValueError, match="same length"):
+        hierarchy_scores(y, tree, nodes, labels[:-1])
+    with pytest.raises(ValueError, match="node ids"):
+        hierarchy_scores(y, tree, [5] * 8, labels)
+
+
+def test_evaluate_estimator_and_pipeline():
+    model = FakeTreeModel().fit(X_FAKE)  # a single leaf: every score at chance
+    assert evaluate(model, X_FAKE, Y_FAKE) == {"DP": 0.5, "LP": 0.5, "ACC": 0.5, "NMI": 0.0}
+    model = FakeTreeModel(threshold=10.0).fit(X_FAKE)
+    assert evaluate(model, X_FAKE, Y_FAKE) == {"DP": 1.0, "LP": 1.0, "ACC": 1.0, "NMI": 1.0}
+    assert evaluate(model, X_FAKE, Y_FAKE) == hierarchy_scores(
+        Y_FAKE, model.tree_, model.apply(X_FAKE), model.predict(X_FAKE)
+    )
+    # apply and predict of the last step both see the scaled X (threshold 0 splits it)
+    pipe = make_pipeline(StandardScaler(), FakeTreeModel()).fit(X_FAKE)
+    assert evaluate(pipe, X_FAKE, Y_FAKE) == {"DP": 1.0, "LP": 1.0, "ACC": 1.0, "NMI": 1.0}
+    single = make_pipeline(FakeTreeModel(threshold=10.0)).fit(X_FAKE)  # nothing before it
+    assert evaluate(single, X_FAKE, Y_FAKE) == {"DP": 1.0, "LP": 1.0, "ACC": 1.0, "NMI": 1.0}
+    assert dendrogram_purity_scorer(single, X_FAKE, Y_FAKE) == 1.0
+    with pytest.raises(ValueError, match="evaluate needs the true classes"):
+        evaluate(model, X_FAKE, None)
+    with pytest.raises(NotFittedError):
+        evaluate(FakeTreeModel(), X_FAKE, Y_FAKE)
+
+
+def test_format_scores_exact():
+    rows = {
+        "train": {"DP": 0.5, "LP": 1.0, "ACC": 0.25, "NMI": 0.125},
+        "test, Ward 20": {"DP": 0.0, "LP": None, "ACC": 0.75},
+    }
+    assert format_scores(rows) == (
+        "                  DP     LP    ACC    NMI\n"
+        "train          0.500  1.000  0.250  0.125\n"
+        "test, Ward 20  0.000      -  0.750      -"
+    )
+    assert format_scores({"a": {"DP": 0.5}}, floatfmt=".1f") == "    DP\na  0.5"
+
+
+def test_format_scores_columns_and_formats():
+    rows = {
+        "HCRL2": {"DP": 0.61234, "leaves": np.int64(12), "NLL": 203.24, "fit s": 95.0},
+        "Ward, 20 leaves": {"DP": 0.5, "leaves": 20, "fit s": float("nan"), "D_tree": 3.5},
+    }
+    table = format_scores(rows, floatfmt={"NLL": ".1f", "fit s": ".0f"})
+    assert table.splitlines() == [
+        "                    DP  leaves    NLL  fit s  D_tree",
+        "HCRL2            0.612      12  203.2     95       -",
+        "Ward, 20 leaves  0.500      20      -    nan   3.500",
+    ]
+    with pytest.raises(ValueError, match="empty"):
+        format_scores({})
 
 
 # ---------------------------------------------------------- known answers
@@ -225,10 +335,12 @@ def test_known_answer_digits(digits_linkage, n_leaves, expected):
     assert round(dendrogram_purity(y, tree, nodes), 3) == expected
 
 
+# The shared data folder beside the repository (../shared/data).
+REAL_HOME = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
 def _mnist_folder():
-    home = os.environ.get("SK_HIERCLUST_DATA")
-    root = Path(home) if home else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return root / "mnist"
+    return REAL_HOME / "mnist"
 
 
 def _read_idx_gz(path, offset):

@@ -87,19 +87,36 @@ def test_hand_tree_arrays(hand):
         assert_array_equal(got, want)
     assert_array_equal(hand.leaves(), [3, 4, 7, 8, 9, 10])
     # leaf 8 has no sample: not labelled
-    assert hand.leaf_to_label == {3: 0, 4: 1, 7: 2, 9: 3, 10: 4}
+    assert_array_equal(hand.node_to_label, [-1, -1, -1, 0, 1, -1, -1, 2, -1, 3, 4])
+    assert hand.node_to_label.dtype == np.int64
     assert_array_equal(hand.label_to_node, [3, 4, 7, 9, 10])
     assert hand.label_to_node.dtype == np.int64
+    assert not hasattr(hand, "leaf_to_label")
     assert repr(hand) == "ClusterTree(node_count=11, n_leaves=6, max_depth=3)"
 
 
 def test_without_counts_all_leaves_labelled():
     tree = ClusterTree(HAND_PARENT)
     assert_array_equal(tree.n_node_samples, np.zeros(11))
-    assert tree.leaf_to_label == {3: 0, 4: 1, 7: 2, 8: 3, 9: 4, 10: 5}
+    assert_array_equal(tree.node_to_label, [-1, -1, -1, 0, 1, -1, -1, 2, 3, 4, 5])
+    assert_array_equal(tree.label_to_node, [3, 4, 7, 8, 9, 10])
     single = ClusterTree([-1])
     assert single.max_depth == 0 and single.n_leaves == 1
-    assert single.leaf_to_label == {0: 0}
+    assert_array_equal(single.node_to_label, [0])
+    assert_array_equal(single.label_to_node, [0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(random_trees())
+def test_node_to_label_inverts_label_to_node(tree):
+    labelled = tree.leaves()
+    if np.any(tree.n_node_samples > 0):
+        labelled = labelled[tree.n_node_samples[labelled] > 0]
+    assert_array_equal(tree.label_to_node, labelled)
+    assert tree.node_to_label.shape == (tree.node_count,)
+    assert_array_equal(tree.node_to_label[tree.label_to_node], np.arange(labelled.size))
+    others = np.setdiff1d(np.arange(tree.node_count), labelled)
+    assert_array_equal(tree.node_to_label[others], -1)
 
 
 @settings(max_examples=50, deadline=None)
@@ -280,7 +297,9 @@ def test_from_linkage_matches_fcluster(method, n_leaves):
     assert_array_equal(
         tree.n_node_samples[tree.leaves()], np.bincount(nodes)[tree.leaves()]
     )
-    assert sorted(tree.leaf_to_label) == tree.leaves().tolist()
+    # every leaf holds samples: leaf k (in id order) has label k
+    assert_array_equal(np.flatnonzero(tree.node_to_label >= 0), tree.leaves())
+    assert_array_equal(tree.node_to_label[tree.leaves()], np.arange(n_leaves))
     # the tree above the cut is the top of Z: samples in different leaves
     # meet at the Z merge whose size is that of their lca's subtree
     coph = squareform(cophenet(Z))
@@ -384,10 +403,18 @@ def test_plot(hand, tmp_path):
     ax = hand.plot()
     assert isinstance(ax, Axes)
     texts = [t.get_text() for t in ax.texts]
-    assert "n=20" in texts and len(texts) == 11
-    path = tmp_path / "tree.png"
-    ax.figure.savefig(path)
-    assert path.stat().st_size > 0
+    assert texts == [f"n={c}" for c in HAND_COUNTS]
+    # leaves at x = 0, 1, ... in depth-first order (4, 7, 8, 9, 10, 3), parents
+    # centred over their first and last child, y = -depth
+    x = [2.875, 0.75, 3.5, 5, 0, 1.5, 3.5, 1, 2, 3, 4]
+    assert_array_equal([t.xy for t in ax.texts], np.column_stack([x, -hand.depth]))
+    (edges,) = ax.collections
+    segments = sorted(tuple(map(tuple, seg)) for seg in edges.get_segments())
+    assert segments == sorted(
+        ((x[p], -hand.depth[p]), (x[c], -hand.depth[c]))
+        for c, p in enumerate(HAND_PARENT) if p >= 0
+    )
+    ax.figure.savefig(tmp_path / "tree.png")  # renders without error
 
     fig, ax2 = plt.subplots()
     nodes = np.array([7, 7, 7, 9, 10, 10, 3])
@@ -404,9 +431,8 @@ def test_plot(hand, tmp_path):
 
 def test_pickle_round_trip(hand):
     clone = pickle.loads(pickle.dumps(hand))
-    for attr in ("parent", "depth", "n_node_samples", "is_leaf", "label_to_node"):
+    for attr in ("parent", "depth", "n_node_samples", "is_leaf", "label_to_node", "node_to_label"):
         assert_array_equal(getattr(clone, attr), getattr(hand, attr))
-    assert clone.leaf_to_label == hand.leaf_to_label
     assert clone.node_count == hand.node_count and clone.max_depth == hand.max_depth
     assert_array_equal(clone.to_linkage(), hand.to_linkage())
 

@@ -48,8 +48,10 @@ def test_known_answers():
 
 
 def test_without_n_by_n_memory():
-    """100,000 samples on few nodes: computed from (node, node) counts (an N x N matrix of
-    int64 would need 80 GB)."""
+    """100,000 samples on few nodes: computed from (node, node) counts.
+
+    An N x N matrix of int64 would need 80 GB.
+    """
     rng = np.random.RandomState(0)
     y = rng.randint(10, size=100_000)
     learned = ClusterTree([-1, 0, 0] + [1] * 5 + [2] * 5)
@@ -62,7 +64,8 @@ def test_without_n_by_n_memory():
     a, b = np.meshgrid(classes, classes, indexing="ij")
     d_s = (learned.depth[learned_nodes[a]] + learned.depth[learned_nodes[b]]
            - 2 * learned.depth[learned.lca(learned_nodes[a], learned_nodes[b])])
-    d_h = FASHION_MNIST_HIERARCHY.depth[a + 9] + FASHION_MNIST_HIERARCHY.depth[b + 9] - 2 * FASHION_MNIST_HIERARCHY.depth[FASHION_MNIST_HIERARCHY.lca(a + 9, b + 9)]
+    H = FASHION_MNIST_HIERARCHY
+    d_h = H.depth[a + 9] + H.depth[b + 9] - 2 * H.depth[H.lca(a + 9, b + 9)]
     assert_allclose(value, p @ ((d_s - d_h) ** 2) @ p, rtol=1e-10)
 
 

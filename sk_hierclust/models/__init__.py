@@ -1,0 +1,1 @@
+"""The models, one module each: TreeVAE, HCRL, VLAC, HTVAE."""

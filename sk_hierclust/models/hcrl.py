@@ -4,54 +4,33 @@ Shin, Song, Moon, "Hierarchically Clustered Representation Learning", AAAI 2020.
 """
 
 import math
-import time
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import digamma
-from sklearn.base import _fit_context
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 from torch import nn
 
-from .._base import DeepClusterMixin
+from .._base import BaseDeepClusterer
+from .._skorch import reset_optimizer_rows
 from ..nn.encoders import make_encoder, make_node_decoders
-from ..nn.losses import kl_normal, negative_log_likelihood, output_mean, reparameterize, split_normal
-from ..tree import ClusterTree
+from ..nn.losses import (
+    LOG_2PI,
+    expected_gaussian_loglik,
+    kl_beta,
+    kl_normal,
+    negative_log_likelihood,
+    output_mean,
+    reparameterize,
+    split_normal,
+)
 
 ETA_HIDDEN = 10  # the level-proportion encoder g_eta: D -> 10 -> 10 -> 2L (paper §"Neural architecture")
 COORDINATE_STEPS = 3  # alternating closed-form updates of q(path) and q(level) per batch
 MIN_VAR = 1e-3  # variance floor of a node set from embeddings (times their variance for the initial tree)
-LOG_2PI = math.log(2 * math.pi)
-
-
-def _kl_beta(a, b, a0, b0):
-    """KL(Beta(a, b) || Beta(a0, b0)) in nats, elementwise."""
-    def log_beta(p, q):
-        return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
-    return (log_beta(a0, b0) - log_beta(a, b) + (a - a0) * torch.digamma(a) + (b - b0) * torch.digamma(b)
-            + (a0 - a + b0 - b) * torch.digamma(a + b))
-
-
-def _gaussian_loglik(mean, var, node_mean, node_logvar):
-    """E_{N(z; mean, var)}[log N(z; node_mean, exp(node_logvar))] for every (sample, node) pair.
-
-    Parameters
-    ----------
-    mean, var : Tensor of shape (B, J)
-        Posterior q(z | x); ``var = 0`` gives the log-density at ``mean``.
-    node_mean, node_logvar : Tensor of shape (N, J)
-
-    Returns
-    -------
-    Tensor of shape (B, N), nats. Computed by three matmuls (paper's ``omega`` formula).
-    """
-    prec = torch.exp(-node_logvar)
-    quad = ((var + mean.square()) @ prec.T - 2 * mean @ (node_mean * prec).T
-            + (node_mean.square() * prec).sum(1))
-    return -0.5 * (node_mean.shape[1] * LOG_2PI + node_logvar.sum(1) + quad)
 
 
 class HCRLModule(nn.Module):
@@ -65,7 +44,7 @@ class HCRLModule(nn.Module):
 
     Parameters
     ----------
-    n_features, latent_dim, max_depth, capacity : int
+    n_features, latent_dim, n_levels, capacity : int
     likelihood : {"bernoulli", "gaussian"}
     encoder : {"mlp", "conv"}
     input_shape : tuple or None
@@ -74,30 +53,36 @@ class HCRLModule(nn.Module):
         HCRL2 (per-sample level proportion from an encoder) if True, HCRL1 (global) else.
     gamma, alpha : float
         nCRP concentration (sticks ``v ~ Beta(1, gamma)``) and symmetric Dirichlet parameter.
+
+    ``n_levels`` is ``L``, the number of levels including the root (the estimator's
+    ``max_depth + 1``); ``capacity`` is the number of node slots.
     """
 
-    def __init__(self, n_features, latent_dim, max_depth, capacity, likelihood, encoder, input_shape,
+    #: Every term :meth:`forward` can return (their epoch means go to ``history``).
+    elbo_terms = ("rec", "kl_z", "kl_path", "kl_level", "kl_eta", "kl_v")
+    #: The KL terms: weighted by the KL annealing of the training phase.
+    annealed_terms = ("kl_z", "kl_path", "kl_level", "kl_eta", "kl_v")
+
+    def __init__(self, n_features, latent_dim, n_levels, capacity, likelihood, encoder, input_shape,
                  hidden_dims, local_eta, gamma, alpha):
         super().__init__()
-        self.latent_dim, self.max_depth, self.capacity = latent_dim, max_depth, capacity
+        self.latent_dim, self.n_levels, self.capacity = latent_dim, n_levels, capacity
         self.likelihood, self.local_eta, self.gamma = likelihood, local_eta, gamma
         self.elog_new_stick = float(digamma(1.0) - digamma(1.0 + gamma))  # E[log v] of a new node's stick
         self.n_train = 1
         self.pretraining = True
         self.encoder = make_encoder(encoder, n_features, input_shape, hidden_dims)
-        with torch.no_grad():
-            width = self.encoder(torch.zeros(2, n_features)).shape[1]
-        self.z_head = nn.Linear(width, 2 * latent_dim)
+        self.z_head = nn.Linear(self.encoder.out_features, 2 * latent_dim)
         self.decoder = make_node_decoders(encoder, 1, latent_dim, n_features, input_shape, hidden_dims)
         if local_eta:
             self.eta_encoder = nn.Sequential(nn.Linear(n_features, ETA_HIDDEN), nn.ReLU(),
                                              nn.Linear(ETA_HIDDEN, ETA_HIDDEN), nn.ReLU(),
-                                             nn.Linear(ETA_HIDDEN, 2 * max_depth))
+                                             nn.Linear(ETA_HIDDEN, 2 * n_levels))
         else:
-            self.eta_params = nn.Parameter(torch.zeros(2 * max_depth))
+            self.eta_params = nn.Parameter(torch.zeros(2 * n_levels))
         # Laplace approximation of Dirichlet(alpha) in the softmax basis (Srivastava & Sutton 2017)
-        var0 = (1.0 / alpha) * (1 - 2.0 / max_depth) + max_depth / (alpha * max_depth ** 2)
-        self.register_buffer("eta_prior_var", torch.full((max_depth,), var0))
+        var0 = (1.0 / alpha) * (1 - 2.0 / n_levels) + n_levels / (alpha * n_levels ** 2)
+        self.register_buffer("eta_prior_var", torch.full((n_levels,), var0))
         self.node_mean = nn.Parameter(torch.zeros(capacity, latent_dim))
         self.node_logvar = nn.Parameter(torch.zeros(capacity, latent_dim))
         # sticks q(v_i) = Beta(a_i, b_i), stored as log a, log b; initialised at the prior Beta(1, gamma)
@@ -113,16 +98,20 @@ class HCRLModule(nn.Module):
     # ---- structure ----------------------------------------------------------------------
     @property
     def alive(self):
+        """The slots in use (nodes of the tree), in slot order."""
         return [v for v in range(self.capacity) if self.parent[v] != -2]
 
     @property
     def full_paths(self):
+        """Node of every full (root-to-leaf) path at every level, shape (n_full, L)."""
         return self.paths[:self.n_full]
 
     def leaves(self):
+        """Return the nodes without children."""
         return [v for v in self.alive if not self.kids[v]]
 
     def path_to(self, node):
+        """Return the nodes from the root down to ``node``."""
         path = [node]
         while self.parent[path[-1]] >= 0:
             path.append(self.parent[path[-1]])
@@ -143,7 +132,7 @@ class HCRLModule(nn.Module):
     def add_branch(self, node, mean, var):
         """GROW: a new chain of nodes from ``node`` down to the deepest level; returns the new slots."""
         new = []
-        while self.level[node] < self.max_depth - 1:
+        while self.level[node] < self.n_levels - 1:
             node = self.add_node(node, mean, var)
             new.append(node)
         return new
@@ -168,11 +157,11 @@ class HCRLModule(nn.Module):
         node (the new branch takes the rest of its stick); ``n_new`` (P,): new nodes of the
         branch; ``sib_before`` (capacity, capacity): 1 where column j is an earlier sibling of row i.
         """
-        leaves = [v for v in self.leaves() if self.level[v] == self.max_depth - 1 or v == 0]
-        inner = [v for v in self.alive if self.level[v] < self.max_depth - 1]
+        leaves = [v for v in self.leaves() if self.level[v] == self.n_levels - 1 or v == 0]
+        inner = [v for v in self.alive if self.level[v] < self.n_levels - 1]
         self.ends = ends = leaves + inner
         self.n_full = len(leaves)
-        cap, L = self.capacity, self.max_depth
+        cap, L = self.capacity, self.n_levels
         paths = np.zeros((len(ends), L), dtype=np.int64)
         path_nodes = np.zeros((len(ends), cap), dtype=np.float32)
         inner_children = np.zeros((len(ends), cap), dtype=np.float32)
@@ -207,6 +196,7 @@ class HCRLModule(nn.Module):
 
     # ---- variational pieces -------------------------------------------------------------
     def sticks(self):
+        """Parameters ``(a, b)`` of the sticks' posteriors ``q(v_i) = Beta(a_i, b_i)``, each (capacity,)."""
         return self.stick_log_a.exp(), self.stick_log_b.exp()
 
     def path_log_prior(self):
@@ -227,6 +217,7 @@ class HCRLModule(nn.Module):
         return split_normal(params)
 
     def decode(self, z):
+        """Decode ``z``: logits or means, shape (B, D)."""
         return self.decoder(z.unsqueeze(0)).squeeze(0)
 
     def assign(self, ell, elog_prior, elog_eta):
@@ -259,7 +250,7 @@ class HCRLModule(nn.Module):
         """
         mean, var = self.encode(x)
         eta_mean, _ = self.level_posterior(x)
-        ell = _gaussian_loglik(mean, var, self.node_mean, self.node_logvar)[:, self.paths]
+        ell = expected_gaussian_loglik(mean, var, self.node_mean, self.node_logvar)[:, self.paths]
         elog_prior = self.path_log_prior()
         _, omega = self.assign(ell, elog_prior, torch.log_softmax(eta_mean, 1))
         leaf = torch.softmax(elog_prior[:self.n_full] + ell[:, :self.n_full, -1], 1)
@@ -282,7 +273,7 @@ class HCRLModule(nn.Module):
         eta_mean, eta_var = self.level_posterior(x)
         # E[log eta] by one reparameterised draw of the logistic normal (its mean in eval mode)
         elog_eta = torch.log_softmax(reparameterize(eta_mean, eta_var, self.training), 1)
-        ell = _gaussian_loglik(mean, var, self.node_mean, self.node_logvar)[:, self.paths]
+        ell = expected_gaussian_loglik(mean, var, self.node_mean, self.node_logvar)[:, self.paths]
         elog_prior = self.path_log_prior()
         with torch.no_grad():
             S, omega = self.assign(ell, elog_prior, elog_eta)
@@ -300,7 +291,7 @@ class HCRLModule(nn.Module):
             if not self.local_eta:
                 terms["kl_eta"] = kl_normal(eta_mean[0], eta_var[0], *prior).expand(x.shape[0]) / self.n_train
             a, b = self.sticks()
-            kl_v = (_kl_beta(a, b, torch.ones_like(a), torch.full_like(b, self.gamma)) * self.has_stick).sum()
+            kl_v = (kl_beta(a, b, 1.0, self.gamma) * self.has_stick).sum()
             terms["kl_v"] = kl_v.expand(x.shape[0]) / self.n_train
             self._accumulate(S.detach(), mean.detach(), var.detach())
         return terms
@@ -314,29 +305,35 @@ class HCRLModule(nn.Module):
         self.stats["gram"] += full.T @ full
 
     def node_log_weights(self):
-        """log of each node's prior mixture weight for z: sum over full paths through it of
-        p(path) (sticks at their posterior means) times 1/L (the Dirichlet's mean), shape (capacity,)."""
+        """Log of each node's prior mixture weight for z, shape (capacity,).
+
+        The sum over the full paths through the node of p(path) (sticks at their posterior
+        means) times 1/L (the Dirichlet's mean).
+        """
         a, b = self.sticks()
         mean_v = a / (a + b)
         log_weight = mean_v.log() + self.sib_before @ torch.log1p(-mean_v)
         path_prob = torch.softmax(self.path_nodes[:self.n_full] @ log_weight, 0)
         weight = torch.zeros(self.capacity, dtype=a.dtype, device=a.device)
-        weight.index_add_(0, self.full_paths.flatten(), path_prob.repeat_interleave(self.max_depth))
-        return (weight / self.max_depth).log()
+        weight.index_add_(0, self.full_paths.flatten(), path_prob.repeat_interleave(self.n_levels))
+        return (weight / self.n_levels).log()
 
-    def log_likelihood(self, x, n_samples):
-        """Importance-sampled log p(x) with q(z | x) as proposal, shape (B,) (paper Table 1's NLL)."""
+    def log_likelihood(self, x, n_importance):
+        """Importance-sampled log p(x), shape (B,) (paper Table 1's NLL).
+
+        ``q(z | x)`` is the proposal, with ``n_importance`` draws.
+        """
         mean, var = self.encode(x)
         log_w = self.node_log_weights()
         estimates = []
-        for _ in range(n_samples):
+        for _ in range(n_importance):
             z = reparameterize(mean, var, True)
             log_q = -0.5 * (LOG_2PI + var.log() + (z - mean).square() / var).sum(1)
-            log_p_z = torch.logsumexp(log_w + _gaussian_loglik(z, torch.zeros_like(z), self.node_mean,
-                                                               self.node_logvar), 1)
+            log_p_z = torch.logsumexp(
+                log_w + expected_gaussian_loglik(z, torch.zeros_like(z), self.node_mean, self.node_logvar), 1)
             log_p_x = -negative_log_likelihood(x, self.decode(z), self.likelihood)
             estimates.append(log_p_x + log_p_z - log_q)
-        return torch.logsumexp(torch.stack(estimates), 0) - math.log(n_samples)
+        return torch.logsumexp(torch.stack(estimates), 0) - math.log(n_importance)
 
     def generate(self, n_samples, node=None):
         """Decode ``z`` drawn from ``node``'s Gaussian (or the node mixture of the prior), (n, D)."""
@@ -347,14 +344,6 @@ class HCRLModule(nn.Module):
             node = torch.full((n_samples,), node, device=self.node_mean.device)
         z = reparameterize(self.node_mean[node], self.node_logvar[node].exp(), True)
         return output_mean(self.decode(z), self.likelihood)
-
-
-def _reset_adam_rows(net, module, slots):
-    """Zero the optimizer's moment estimates of reused node slots (a new node starts fresh)."""
-    for param in (module.node_mean, module.node_logvar, module.stick_log_a, module.stick_log_b):
-        for value in net.optimizer_.state.get(param, {}).values():
-            if torch.is_tensor(value) and value.dim() > 0:
-                value[slots] = 0
 
 
 class TreeDynamics(Callback):
@@ -370,6 +359,12 @@ class TreeDynamics(Callback):
     event, number of leaves (full paths) and the largest full path's share of the full
     paths' mass (before the event) are recorded in the history; a share above 0.99 is
     recorded as ``collapsed``.
+
+    It acts only after pre-training (``module.pretraining`` False). skorch calls
+    :meth:`initialize` at the start of every training phase (``net.set_params`` of the KL
+    annealing re-initialises all callbacks): the epoch counter, the count of unchanged
+    epochs and the random draws restart with the final training phase, as none of them
+    is touched during pre-training.
 
     Parameters
     ----------
@@ -388,15 +383,18 @@ class TreeDynamics(Callback):
         self.seed = seed
 
     def initialize(self):
+        """Restart the epoch counters and the random draws (skorch calls it at every phase)."""
         self.rng_ = np.random.RandomState(self.seed)
         self.epoch_ = 0
         self.unchanged_ = 0
         return self
 
     def on_epoch_begin(self, net, **kwargs):
+        """Zero the sums of q(path) of the epoch."""
         net.module_.reset_statistics()
 
     def on_epoch_end(self, net, **kwargs):
+        """Try GROW, then PRUNE or MERGE; record the event and the path shares in ``history``."""
         module = net.module_
         if module.pretraining:
             return
@@ -412,7 +410,8 @@ class TreeDynamics(Callback):
         if event:
             new = [v for v in module.alive if v not in alive_before]
             module.refresh()
-            _reset_adam_rows(net, module, new)
+            reset_optimizer_rows(net, (module.node_mean, module.node_logvar, module.stick_log_a,
+                                       module.stick_log_b), new)
         net.history.record("tree_event", event or "")
         net.history.record("n_leaves", module.n_full)
         largest = float(share.max() / share.sum())  # among the full paths
@@ -423,7 +422,7 @@ class TreeDynamics(Callback):
         p = self.rng_.choice(len(stats["mass"]), p=stats["mass"] / stats["mass"].sum())
         free = module.parent.count(-2)
         end = module.ends[p]
-        if p < module.n_full or module.n_full >= self.max_leaves or free < module.max_depth - 1 - module.level[end]:
+        if p < module.n_full or module.n_full >= self.max_leaves or free < module.n_levels - 1 - module.level[end]:
             return None
         mean = stats["sum_mean"][p] / stats["mass"][p]
         var = np.maximum(stats["sum_sq"][p] / stats["mass"][p] - mean ** 2, MIN_VAR)
@@ -458,13 +457,14 @@ class TreeDynamics(Callback):
         return f"merge:{dropped_leaf}->{kept_leaf}"
 
 
-class HCRL(DeepClusterMixin):
+class HCRL(BaseDeepClusterer):
     """Hierarchically clustered representation learning: a VAE with a nested-CRP Gaussian-mixture prior.
 
     HCRL (Shin, Song, Moon, AAAI 2020) places a hierarchical mixture prior on the latent
     ``z`` of a VAE (paper eqs. 3-5). A path ``zeta ~ nCRP(gamma)`` is drawn through a tree of
-    ``max_depth`` levels by nested stick-breaking (every node ``i`` has ``v_i ~ Beta(1,
-    gamma)``; a child's weight is ``v_i prod_{earlier siblings j} (1 - v_j)``), a level
+    ``L = max_depth + 1`` levels (the root at depth 0) by nested stick-breaking (every node
+    ``i`` has ``v_i ~ Beta(1, gamma)``; a child's weight is ``v_i prod_{earlier siblings j}
+    (1 - v_j)``), a level
     proportion ``eta ~ Dirichlet(alpha)`` over the levels, a level ``l ~ Mult(eta)``, and
     ``z ~ N(mu_{zeta_l}, diag sigma^2_{zeta_l})``: *every* node, internal or leaf, owns a
     Gaussian. ``x ~ p(x | z)`` (Bernoulli for data in [0, 1], unit-variance Gaussian else).
@@ -484,8 +484,9 @@ class HCRL(DeepClusterMixin):
     1. **Pre-training and initial tree.** The autoencoder is first trained without the prior
        for ``n_epochs_pretrain`` epochs (as VaDE); the initial tree is recursive k-means of
        the embeddings ``mu~_z`` with ``init_branching`` children per node (default: the
-       largest ``k`` with ``k ** (max_depth - 1) <= max_leaves // 2``, leaving room to
-       GROW; ``init_branching=1`` is the paper's single path). A leaf's Gaussian starts at the
+       largest ``k`` with ``k ** max_depth <= max_leaves // 2``, leaving room to GROW;
+       always at most the largest ``k`` with ``k ** max_depth <= max_leaves``;
+       ``init_branching=1`` is the paper's single path). A leaf's Gaussian starts at the
        mean and per-dimension variance of its cluster, an internal node's at the mean of its
        subtree with its children's average variance (a broad node would take every sample),
        and the variance of ``q(z | x)``, untrained so far, at the leaves' average variance.
@@ -516,14 +517,16 @@ class HCRL(DeepClusterMixin):
        leaf that most probably generated ``x``. The mean-field ``q(path | x)`` carries no
        information on the path below the level a sample sits at (a sample at the root has
        ``q(path | x) = E[p(path)]``), so on MNIST it predicted mostly the heaviest path.
-       :meth:`apply` puts a sample at that path's node of its most probable level.
+       :meth:`predict_proba` is this leaf posterior renormalised over the labelled leaves of
+       ``tree_``. :meth:`apply` puts a sample at that path's node of its most probable level.
 
     Parameters
     ----------
-    max_depth : int, default=3
-        ``L``, the number of levels including the root (at least 2).
+    max_depth : int, default=2
+        Depth of the leaves of the nCRP tree, the maximum depth of ``tree_`` (root = depth
+        0; at least 1): the tree has ``L = max_depth + 1`` levels.
     max_leaves : int, default=20
-        Cap on the number of full paths (leaves).
+        Cap on the number of full paths (leaves), at least 2.
     level_proportion : {"local", "global"}, default="local"
         HCRL2 (``"local"``, per-sample ``eta``) or HCRL1 (``"global"``).
     gamma : float, default=1.0
@@ -554,15 +557,18 @@ class HCRL(DeepClusterMixin):
         PRUNE removes full paths with less than this share of the samples' q(path) mass.
     merge_threshold : float, default=0.9
         MERGE joins two full paths whose posterior vectors have a larger cosine similarity.
-    kl_anneal_epochs : int, default=1
-        Epochs over which the KL weight ramps from 0 to 1 after pre-training.
+    kl_anneal_epochs : int, default=None
+        Epochs over which the KL weight ramps from 0 to 1 in the training phase after
+        pre-training (pre-training has no KL term); None is half of it, ``n_epochs // 2``
+        (at least 1).
     transform_features : {"embedding", "level_proportion"}, default="embedding"
         What :meth:`transform` returns: ``mu~_z`` or, for HCRL2, the level proportion
         ``E[eta | x]`` (the paper's level-proportion features).
     batch_size : int, default=128
     lr : float, default=1e-3
         Adam learning rate.
-    weight_decay : float, default=0.0
+    weight_decay : float, default=1e-5
+        Adam's L2 penalty, in both phases.
     device : str or torch.device, default="cpu"
     verbose : int, default=0
         1 prints skorch's epoch table (with each ELBO term and tree event) and a progress bar.
@@ -579,9 +585,12 @@ class HCRL(DeepClusterMixin):
     labels_ : ndarray of shape (n_samples,)
         Leaf (full path) label of each training sample.
     history_ : list of dict
-        Per epoch: phase, ELBO terms, KL weight, ``tree_event`` (grow/prune/merge),
-        ``n_leaves``, ``max_path_share`` and ``collapsed``.
+        Per epoch: phase (``"pretrain"`` or ``"train"``), ELBO terms, KL weight and, in
+        the training phase, ``tree_event`` (grow/prune/merge), ``n_leaves``,
+        ``max_path_share`` and ``collapsed``.
     likelihood_, encoder_ : str
+        The likelihood and encoder in use (``"auto"`` resolved).
+    input_shape_ : tuple or None
     fit_time_ : float
         Seconds.
     n_features_in_ : int
@@ -600,36 +609,36 @@ class HCRL(DeepClusterMixin):
     >>> from sklearn.datasets import load_digits
     >>> from sk_hierclust import HCRL
     >>> X, y = load_digits(return_X_y=True)
-    >>> model = HCRL(max_depth=3, max_leaves=6, n_epochs=2, n_epochs_pretrain=2,
+    >>> model = HCRL(max_depth=2, max_leaves=6, n_epochs=2, n_epochs_pretrain=2,
     ...              random_state=0).fit(X / 16)
     >>> model.predict(X[:3] / 16).shape
     (3,)
     """
 
     _parameter_constraints: dict = {
-        **DeepClusterMixin._parameter_constraints,
-        "max_depth": [Interval(Integral, 2, None, closed="left")],
-        "max_leaves": [Interval(Integral, 1, None, closed="left")],
+        **BaseDeepClusterer._parameter_constraints,
+        "max_depth": [Interval(Integral, 1, None, closed="left")],
+        "max_leaves": [Interval(Integral, 2, None, closed="left")],
         "level_proportion": [StrOptions({"local", "global"})],
         "gamma": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="neither")],
-        "hidden_dims": [tuple, list, None],
-        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "n_epochs_pretrain": [Interval(Integral, 0, None, closed="left")],
         "init_branching": [Interval(Integral, 1, None, closed="left"), None],
         "grow_every": [Interval(Integral, 1, None, closed="left")],
         "lock_epochs": [Interval(Integral, 0, None, closed="left")],
         "prune_threshold": [Interval(Real, 0, 1, closed="left")],
         "merge_threshold": [Interval(Real, 0, 1, closed="right")],
-        "kl_anneal_epochs": [Interval(Integral, 0, None, closed="left")],
         "transform_features": [StrOptions({"embedding", "level_proportion"})],
     }
 
-    def __init__(self, max_depth=3, max_leaves=20, level_proportion="local", gamma=1.0, alpha=1.0,
+    _epoch_params = ("n_epochs_pretrain", "n_epochs")
+
+    def __init__(self, *, max_depth=2, max_leaves=20, level_proportion="local", gamma=1.0, alpha=1.0,
                  latent_dim=10, encoder="auto", hidden_dims=None, input_shape=None, likelihood="auto",
                  n_epochs=30, n_epochs_pretrain=10, init_branching=None, grow_every=1, lock_epochs=3,
-                 prune_threshold=0.01, merge_threshold=0.9, kl_anneal_epochs=1,
-                 transform_features="embedding", batch_size=128, lr=1e-3, weight_decay=0.0, device="cpu",
+                 prune_threshold=0.01, merge_threshold=0.9, kl_anneal_epochs=None,
+                 transform_features="embedding", batch_size=128, lr=1e-3, weight_decay=1e-5, device="cpu",
                  verbose=0, callbacks=None, random_state=None):
         self.max_depth = max_depth
         self.max_leaves = max_leaves
@@ -658,64 +667,35 @@ class HCRL(DeepClusterMixin):
         self.callbacks = callbacks
         self.random_state = random_state
 
-    @property
-    def _n_features_out(self):
-        """Columns of ``transform``; an AttributeError before fit, as ``get_feature_names_out`` expects."""
-        module = self.net_.module_
-        return module.max_depth if self.transform_features == "level_proportion" else module.latent_dim
+    # ---- the fit template's steps ------------------------------------------------------------
+    def _build_module(self, X):
+        n_levels = self.max_depth + 1
+        module = HCRLModule(X.shape[1], self.latent_dim, n_levels, 1 + self.max_depth * self.max_leaves,
+                            self.likelihood_, self.encoder_, self.input_shape_,
+                            None if self.hidden_dims is None else tuple(self.hidden_dims),
+                            self.level_proportion == "local", float(self.gamma), float(self.alpha))
+        module.n_train = X.shape[0]
+        return module
 
-    # ---- fitting ------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Pre-train the autoencoder, build the initial tree, then train with the nCRP prior.
+    def _model_callbacks(self, seed):
+        return [("tree_dynamics", TreeDynamics(self.grow_every, self.lock_epochs, self.prune_threshold,
+                                               self.merge_threshold, self.max_leaves, seed))]
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data: finite values, at least 2 samples; in [0, 1] for the Bernoulli
-            likelihood. A CSR matrix (e.g. TF-IDF) is densified batch by batch.
-        y : Ignored
+    def _train(self, net, X, seed):
+        """Pre-train the autoencoder, build the initial tree, then train with the nCRP prior."""
+        self._run_phase(net, X, "pretrain", self.n_epochs_pretrain, 0)  # no KL term to anneal
+        self._initial_tree(net.module_, X, seed)
+        net.module_.pretraining = False
+        self._run_phase(net, X, "train", self.n_epochs, self.kl_anneal_epochs)
 
-        Returns
-        -------
-        self : HCRL
-
-        Raises
-        ------
-        ValueError
-            Invalid parameters or data (NaN/inf, fewer than 2 samples, 0 features, X outside
-            [0, 1] with ``likelihood="bernoulli"``), or a diverging ELBO (non-finite term).
-        """
-        start = time.perf_counter()
-        X = self._validate_fit_data(X)
-        with self._seeded() as seed:
-            module = HCRLModule(X.shape[1], self.latent_dim, self.max_depth,
-                                1 + (self.max_depth - 1) * self.max_leaves, self.likelihood_, self.encoder_,
-                                None if self.input_shape is None else tuple(self.input_shape),
-                                None if self.hidden_dims is None else tuple(self.hidden_dims),
-                                self.level_proportion == "local", float(self.gamma), float(self.alpha))
-            module.n_train = X.shape[0]
-            dynamics = TreeDynamics(self.grow_every, self.lock_epochs, self.prune_threshold,
-                                    self.merge_threshold, self.max_leaves, seed)
-            self.net_ = net = self._make_net(module, seed, [("tree_dynamics", dynamics)])
-            self._run_phase(net, X, "pretrain", self.n_epochs_pretrain, 0)
-            self._initial_tree(X, seed)
-            module.pretraining = False
-            self._run_phase(net, X, "train", self.n_epochs, self.kl_anneal_epochs)
-        self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
-        self._build_tree(X)
-        self.fit_time_ = time.perf_counter() - start
-        return self
-
-    def _initial_tree(self, X, seed):
+    def _initial_tree(self, module, X, seed):
         """Recursive k-means of the embeddings; every node's Gaussian from its subtree's embeddings."""
-        module = self.net_.module_
-        emb = self._infer(X, lambda m, x: m.encode(x)[0])
+        emb = self._infer(X, lambda m, x: m.encode(x)[0], dtype=np.float64)
         floor = MIN_VAR * emb.var(0).mean()
         k = self.init_branching
         if k is None:
-            k = max(1, int(np.floor((self.max_leaves // 2) ** (1 / (self.max_depth - 1)) + 1e-9)))
-        k = min(k, int(np.floor(self.max_leaves ** (1 / (self.max_depth - 1)) + 1e-9)))
+            k = max(1, int(np.floor((self.max_leaves // 2) ** (1 / self.max_depth) + 1e-9)))
+        k = min(k, int(np.floor(self.max_leaves ** (1 / self.max_depth) + 1e-9)))
 
         def gaussian(rows):
             return emb[rows].mean(0), np.maximum(emb[rows].var(0), floor)
@@ -725,7 +705,7 @@ class HCRL(DeepClusterMixin):
             module.node_mean[0] = torch.as_tensor(mean)
             module.node_logvar[0] = torch.as_tensor(np.log(var))
         members = {0: np.arange(X.shape[0])}
-        for _ in range(1, self.max_depth):
+        for _ in range(self.max_depth):
             children = {}
             for node, rows in members.items():
                 n_clusters = min(k, len(rows))
@@ -746,71 +726,57 @@ class HCRL(DeepClusterMixin):
                     module.node_logvar[node] = module.node_logvar[module.kids[node]].exp().mean(0).log()
         module.refresh()
 
+    def _tree_assignment(self, X):
+        """``tree_``: the nodes on the full paths that hold training samples, by level.
+
+        A training sample's node is the leaf of its most probable full path (choice 9).
+        Returns the parent array, each sample's node and each node's module slot.
+        """
+        module = self.net_.module_
+        path_of_sample = self._posteriors(X)[0].argmax(1)
+        used = np.flatnonzero(np.bincount(path_of_sample, minlength=module.n_full))
+        full_paths = module.full_paths.cpu().numpy()
+        slots = np.array(sorted(set(full_paths[used].ravel()), key=lambda v: (module.level[v], v)))
+        node_of_slot = np.full(module.capacity, -1)
+        node_of_slot[slots] = np.arange(len(slots))
+        parent = np.concatenate([[-1], node_of_slot[np.asarray(module.parent)[slots[1:]]]])
+        return parent, node_of_slot[full_paths[path_of_sample, -1]], slots
+
+    # ---- maps between tree_ and the module ---------------------------------------------------
+    def _node_of_slot(self):
+        """Node of ``tree_`` of every module slot (-1 off the tree): the inverse of ``_module_node_``."""
+        node_of_slot = np.full(self.net_.module_.capacity, -1)
+        node_of_slot[self._module_node_] = np.arange(len(self._module_node_))
+        return node_of_slot
+
+    def _label_paths(self):
+        """Index among the module's full paths of each label's leaf, shape (n_labels,)."""
+        module = self.net_.module_
+        path_of_slot = np.full(module.capacity, -1)
+        path_of_slot[module.full_paths[:, -1].cpu().numpy()] = np.arange(module.n_full)
+        return path_of_slot[self._module_node_[self.tree_.label_to_node]]
+
+    # ---- inference ------------------------------------------------------------------------------
     def _posteriors(self, X):
         """q(path | x, l = L) (n, n_full), q(level | x) (n, L) and E[eta | x] (n, L) at the posterior means."""
-        n_full, L = self.net_.module_.n_full, self.max_depth
+        n_full, L = self.net_.module_.n_full, self.net_.module_.n_levels
 
         def fn(m, x):
             out = m.infer(x)
             return torch.cat([out["leaf"], out["omega"], out["eta"]], 1)
-        out = self._infer(X, fn)
+        out = self._infer(X, fn, dtype=np.float64)
         return out[:, :n_full], out[:, n_full:n_full + L], out[:, n_full + L:]
 
-    def _build_tree(self, X):
-        """``tree_`` (nodes on the full paths holding training samples, by level), ``labels_``."""
-        module = self.net_.module_
-        S, _, _ = self._posteriors(X)
-        path_of_sample = S.argmax(1)
-        used = np.flatnonzero(np.bincount(path_of_sample, minlength=module.n_full))
-        full_paths = module.full_paths.cpu().numpy()
-        nodes = sorted(set(full_paths[used].ravel()), key=lambda v: (module.level[v], v))
-        self._module_node_ = np.array(nodes)
-        self._tree_id_ = np.full(module.capacity, -1)  # module slot -> node of tree_
-        self._tree_id_[nodes] = np.arange(len(nodes))
-        parent = np.concatenate([[-1], self._tree_id_[np.asarray(module.parent)[nodes[1:]]]])
-        self.tree_ = ClusterTree.from_sample_nodes(parent, self._tree_id_[full_paths[path_of_sample, -1]])
-        path_of_leaf = np.full(len(nodes), -1)
-        path_of_leaf[self._tree_id_[full_paths[used, -1]]] = used
-        self._label_paths_ = path_of_leaf[self.tree_.label_to_node]
-        path_to_label = np.full(module.n_full, -1)
-        path_to_label[self._label_paths_] = np.arange(len(self._label_paths_))
-        self.labels_ = path_to_label[path_of_sample]
-
-    # ---- inference ----------------------------------------------------------------------
-    def predict_proba(self, X):
-        """Leaf probabilities q(path | x, l = L), renormalised over the labelled leaves (choice 9).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_clusters)
-            Column ``j`` is the leaf with label ``j`` (``tree_.label_to_node[j]``); rows sum to 1.
-        """
-        X = self._validate_X(X)
-        probs = self._posteriors(X)[0][:, self._label_paths_]
-        return probs / np.maximum(probs.sum(1, keepdims=True), np.finfo(probs.dtype).tiny)
-
-    def predict(self, X):
-        """Label of the most probable full path (leaf) of each sample.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Consecutive cluster labels ``0 .. n_clusters - 1``.
-        """
-        return self.predict_proba(X).argmax(1)
+    def _leaf_proba_fn(self):
+        """q(path | x, l = L) of the labelled leaves' paths (choice 9), shape (B, n_labels)."""
+        columns = torch.as_tensor(self._label_paths(), device=self.net_.device)
+        return lambda module, x: module.infer(x)["leaf"][:, columns]
 
     def apply(self, X):
-        """Tree node (in ``tree_``) at each sample's most probable (path, level) pair.
+        """Node of ``tree_`` of each sample: its most probable leaf's path at its most probable level.
 
-        Samples may sit at internal nodes: every node of HCRL generates embeddings.
+        Samples may sit at internal nodes: every node of HCRL generates embeddings. The path
+        is that of :meth:`predict` (choice 9), the level the argmax of ``q(level | x)``.
 
         Parameters
         ----------
@@ -819,12 +785,18 @@ class HCRL(DeepClusterMixin):
         Returns
         -------
         ndarray of shape (n_samples,)
+            Node ids of ``tree_``, on the root-to-leaf path of each sample's ``predict`` leaf.
         """
         X = self._validate_X(X)
         S, omega, _ = self._posteriors(X)
-        paths = self._label_paths_[S[:, self._label_paths_].argmax(1)]
-        module_nodes = self.net_.module_.full_paths.cpu().numpy()[paths, omega.argmax(1)]
-        return self._tree_id_[module_nodes]
+        label_paths = self._label_paths()
+        paths = label_paths[S[:, label_paths].argmax(1)]
+        slots = self.net_.module_.full_paths.cpu().numpy()[paths, omega.argmax(1)]
+        return self._node_of_slot()[slots]
+
+    def _transform_width(self):
+        module = self.net_.module_
+        return module.n_levels if self.transform_features == "level_proportion" else module.latent_dim
 
     def transform(self, X):
         """Posterior mean of ``z`` or, with ``transform_features="level_proportion"``, ``E[eta | x]``.
@@ -835,8 +807,9 @@ class HCRL(DeepClusterMixin):
 
         Returns
         -------
-        ndarray of shape (n_samples, latent_dim) or (n_samples, max_depth)
-            The level proportion ``softmax(mu~_eta)`` rows sum to 1 (root level first).
+        ndarray of shape (n_samples, latent_dim) or (n_samples, max_depth + 1)
+            The level proportion ``softmax(mu~_eta)`` has one column per level (root first)
+            and rows that sum to 1.
 
         Raises
         ------
@@ -850,25 +823,9 @@ class HCRL(DeepClusterMixin):
         if self.level_proportion == "global":
             raise ValueError("transform_features='level_proportion' needs level_proportion='local' (HCRL2); "
                              "HCRL1's level proportion is global: see history_ or net_.module_.eta_params.")
-        return self._posteriors(X)[2]
+        return self._infer(X, lambda m, x: m.infer(x)["eta"])
 
-    def score_samples(self, X):
-        """Per-sample ELBO in nats (higher is better) at the posterior means (deterministic).
-
-        The global terms (sticks, HCRL1's level proportion) are left out.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        X = self._validate_X(X)
-        return self._infer(X, lambda m, x: -sum(m(x).values()))
-
-    def log_likelihood(self, X, n_samples=100):
+    def log_likelihood(self, X, n_importance=100):
         """Importance-sampled estimate of ``log p(x)`` in nats (the paper's NLL is its negative mean).
 
         ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`` with ``z_k ~ q(z | x)`` and the
@@ -877,7 +834,7 @@ class HCRL(DeepClusterMixin):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        n_samples : int, default=100
+        n_importance : int, default=100
             ``K``, importance samples per data point.
 
         Returns
@@ -887,33 +844,18 @@ class HCRL(DeepClusterMixin):
         Raises
         ------
         ValueError
-            If ``n_samples < 1``.
+            If ``n_importance < 1``.
         """
         X = self._validate_X(X)
-        self._check_sample_args(n_samples)
-        with self._seeded():
-            return self._infer(X, lambda m, x: m.log_likelihood(x, n_samples))
+        if not isinstance(n_importance, Integral) or n_importance < 1:
+            raise ValueError(f"n_importance must be a positive integer, got {n_importance!r}.")
+        with self._seeded(self.net_.device):
+            return self._infer(X, lambda m, x: m.log_likelihood(x, int(n_importance)))
 
-    def sample(self, n_samples=1, node=None):
-        """Generate samples from one node's Gaussian, or from the whole prior (paper Fig. 4).
+    def _generate(self, module, n_samples, module_node):
+        """Decode ``z`` drawn from one node's Gaussian (paper Fig. 4), shape (n_samples, D).
 
-        Parameters
-        ----------
-        n_samples : int, default=1
-        node : int, optional
-            Node id of ``tree_``; None draws the node from the prior mixture of all nodes.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features)
-            Decoder means (probabilities for the Bernoulli likelihood).
-
-        Raises
-        ------
-        ValueError
-            If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
+        ``module_node=None`` draws each sample's node from the prior mixture of all nodes
+        (choice 7 of the class docstring). The outputs are decoder means.
         """
-        self._check_sample_args(n_samples, node)
-        module_node = None if node is None else int(self._module_node_[node])
-        with self._seeded(), self._inference_module() as module:
-            return module.generate(n_samples, module_node).cpu().numpy()
+        return module.generate(n_samples, None if module_node is None else int(module_node))

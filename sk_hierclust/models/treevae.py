@@ -3,23 +3,31 @@
 Manduchi, Vandenhirtz, Ryser, Vogt, "Tree Variational Autoencoders", NeurIPS 2023.
 """
 
-import time
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 from torch import nn
 
-from .._base import DeepClusterMixin
-from ..nn.encoders import ENCODED_DIM, make_encoder, make_node_decoders
-from ..nn.layers import LEAKY_SLOPE, NodeLinear, NodeMLP, cat_nodes, put_nodes, take_nodes
-from ..nn.losses import (kl_bernoulli, kl_normal, negative_log_likelihood, output_mean, precision_weighted,
-                         reparameterize, split_normal)
+from .._base import BaseDeepClusterer
+from ..nn.encoders import make_encoder, make_node_decoders
+from ..nn.layers import NodeLinear, NodeMLP, cat_nodes, dense_block, put_nodes, take_nodes
+from ..nn.losses import (
+    kl_bernoulli,
+    kl_normal,
+    negative_log_likelihood,
+    output_mean,
+    precision_weighted,
+    reparameterize,
+    split_normal,
+)
 from ..tree import ClusterTree
 
-HIDDEN = 128
+#: Hidden width of every node's own networks: the routers ``r_q,i``, ``r_p,i`` and the
+#: transformations ``p(z_i | z_pa(i))`` (the authors' 128). The bottom-up features ``d_k``
+#: have the encoder's output width (``encoder.out_features``), whatever this is.
+NODE_HIDDEN = 128
 
 
 class _Plan:
@@ -62,7 +70,7 @@ class _Plan:
         self._cache = {}
 
     def on(self, device):
-        """The levels as tensors on ``device`` (cached)."""
+        """Return the levels as tensors on ``device`` (cached)."""
         key = str(device)
         if key not in self._cache:
             as_t = {"binary": torch.float32, "right": torch.float32, "only": torch.float32}
@@ -77,13 +85,13 @@ class _Plan:
 class _Split(nn.Module):
     """The parameters trained while a leaf grows two children (paper §2.5); the rest is frozen."""
 
-    def __init__(self, leaf, latent_dim, decoders):
+    def __init__(self, leaf, d_width, latent_dim, decoders):
         super().__init__()
         self.leaf = leaf
-        self.heads = NodeLinear(2, HIDDEN, 2 * latent_dim)
-        self.transform = NodeMLP(2, (latent_dim, HIDDEN, 2 * latent_dim))
-        self.router_q = NodeMLP(1, (HIDDEN, HIDDEN, HIDDEN, 1))
-        self.router_p = NodeMLP(1, (latent_dim, HIDDEN, HIDDEN, 1))
+        self.heads = NodeLinear(2, d_width, 2 * latent_dim)
+        self.transform = NodeMLP(2, (latent_dim, NODE_HIDDEN, 2 * latent_dim))
+        self.router_q = NodeMLP(1, (d_width, NODE_HIDDEN, NODE_HIDDEN, 1))
+        self.router_p = NodeMLP(1, (latent_dim, NODE_HIDDEN, NODE_HIDDEN, 1))
         self.decoders = decoders
 
 
@@ -108,30 +116,37 @@ class TreeVAEModule(nn.Module):
     n_features : int
     latent_dim : int
     max_depth : int
-        Depth of the bottom-up ladder ``d_H = encoder(x)``, ``d_k = MLP_k(d_{k+1})``.
+        Depth of the bottom-up ladder ``d_H = encoder(x)``, ``d_k = MLP_k(d_{k+1})``; every
+        ``d_k`` has the encoder's output width ``encoder.out_features``.
     likelihood : {"bernoulli", "gaussian"}
     encoder : {"mlp", "conv"}
     input_shape : tuple or None
     leaf_prob_threshold : float
         In training mode, each leaf's decoder runs only on the samples that reach it with
         probability at least this (see :meth:`expected_nll`).
+    hidden_dims : tuple of int, optional
+        Widths of the MLP encoder (mirrored by the leaf decoders), passed to
+        :func:`~sk_hierclust.nn.encoders.make_encoder`; the node networks' hidden width is
+        :data:`NODE_HIDDEN`.
     """
 
+    elbo_terms = ("rec", "kl_root", "kl_nodes", "kl_decisions")
+    annealed_terms = ("kl_root", "kl_nodes", "kl_decisions")
+
     def __init__(self, n_features, latent_dim, max_depth, likelihood, encoder, input_shape=None,
-                 leaf_prob_threshold=0.0):
+                 leaf_prob_threshold=0.0, hidden_dims=None):
         super().__init__()
         self.latent_dim, self.likelihood = latent_dim, likelihood
         self.leaf_prob_threshold = leaf_prob_threshold
-        self.encoder = make_encoder(encoder, n_features, input_shape)
-        self.bottom_up = nn.ModuleList(
-            nn.Sequential(nn.Linear(ENCODED_DIM, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.LeakyReLU(LEAKY_SLOPE))
-            for _ in range(max_depth))
-        self.heads = NodeLinear(3, HIDDEN, 2 * latent_dim)
-        self.transform = NodeMLP(3, (latent_dim, HIDDEN, 2 * latent_dim))
-        self.router_q = NodeMLP(3, (HIDDEN, HIDDEN, HIDDEN, 1))
-        self.router_p = NodeMLP(3, (latent_dim, HIDDEN, HIDDEN, 1))
-        self._decoder_args = (encoder, latent_dim, n_features, input_shape)
-        self.decoders = make_node_decoders(encoder, 2, latent_dim, n_features, input_shape)
+        self.encoder = make_encoder(encoder, n_features, input_shape, hidden_dims)
+        self.d_width = width = self.encoder.out_features
+        self.bottom_up = nn.ModuleList(nn.Sequential(*dense_block(width, width)) for _ in range(max_depth))
+        self.heads = NodeLinear(3, width, 2 * latent_dim)
+        self.transform = NodeMLP(3, (latent_dim, NODE_HIDDEN, 2 * latent_dim))
+        self.router_q = NodeMLP(3, (width, NODE_HIDDEN, NODE_HIDDEN, 1))
+        self.router_p = NodeMLP(3, (latent_dim, NODE_HIDDEN, NODE_HIDDEN, 1))
+        self._decoder_args = (encoder, latent_dim, n_features, input_shape, hidden_dims)
+        self.decoders = self._new_decoders(2)
         self.parent, self.alive, self.leaf_slots = [-1, 0, 0], [True] * 3, [1, 2]
         self.split = None
         self._plan = None
@@ -139,11 +154,13 @@ class TreeVAEModule(nn.Module):
     # ---- structure ----------------------------------------------------------------------
     @property
     def plan(self):
+        """The :class:`_Plan` of the live tree (rebuilt after a split or a pruning)."""
         if self._plan is None:
             self._plan = _Plan(self.parent, self.alive, self.leaf_slots)
         return self._plan
 
     def depth(self, node):
+        """Depth of ``node`` (the root has depth 0)."""
         return 0 if node == 0 else 1 + self.depth(self.parent[node])
 
     def live_children(self, node):
@@ -154,12 +171,10 @@ class TreeVAEModule(nn.Module):
         """Node ids from the root down to ``node``."""
         return [0] if node == 0 else self.path(self.parent[node]) + [node]
 
-    def subtree_counts(self, slots):
-        """Samples under each node (``(len(parent),)``; 0 for removed nodes), given each sample's leaf slot."""
-        counts = np.bincount(np.asarray(self.leaf_slots)[slots], minlength=len(self.parent))
-        for v in range(len(self.parent) - 1, 0, -1):  # children come after their parents
-            counts[self.parent[v]] += counts[v]
-        return counts
+    def _new_decoders(self, n_leaves):
+        """Freshly initialised decoders of ``n_leaves`` leaves, as one node stack."""
+        kind, *args = self._decoder_args
+        return make_node_decoders(kind, n_leaves, *args)
 
     def start_split(self, leaf):
         """Give ``leaf`` two children; until :meth:`commit_split`, only they and its routers train."""
@@ -167,8 +182,7 @@ class TreeVAEModule(nn.Module):
             p.requires_grad_(False)
         # fresh decoders, as in the paper: copies of the parent's would reconstruct equally well
         # and leave the router nothing to learn
-        kind, *args = self._decoder_args
-        self.split = _Split(leaf, self.latent_dim, make_node_decoders(kind, 2, *args))
+        self.split = _Split(leaf, self.d_width, self.latent_dim, self._new_decoders(2))
         self.split.to(next(self.decoders.parameters()).device)
         self.train(self.training)
 
@@ -204,6 +218,7 @@ class TreeVAEModule(nn.Module):
         self._plan = None
 
     def train(self, mode=True):
+        """Set the training mode; while a sub-tree grows, the frozen parts stay in eval mode."""
         super().train(mode)
         if self.split is not None:  # frozen parts keep their batch-norm statistics
             for name, child in self.named_children():
@@ -213,7 +228,7 @@ class TreeVAEModule(nn.Module):
 
     # ---- passes -------------------------------------------------------------------------
     def bottom_up_features(self, x):
-        """``[d_0, ..., d_H]``, each ``(B, 128)``; ``d_H = encoder(x)``."""
+        """``[d_0, ..., d_H]``, each ``(B, encoder.out_features)``; ``d_H = encoder(x)``."""
         d = [self.encoder(x)]
         for layer in reversed(self.bottom_up):
             d.append(layer(d[-1]))
@@ -254,6 +269,7 @@ class TreeVAEModule(nn.Module):
                                                                                   device=x.device)))[0][0]
 
     def forward(self, x):
+        """Per-sample negative-ELBO terms of ``x`` ``(B, D)``: a dict of ``(B,)`` tensors (eqs. 12-20)."""
         d = self.bottom_up_features(x)
         if self.split is not None:
             return self._split_forward(x, d)
@@ -295,11 +311,13 @@ class TreeVAEModule(nn.Module):
         counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
         outputs = [decoders(zs[None], slice(j, j + 1))[0]
                    for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]]
+        if not outputs:  # no probability reaches the threshold: they are NaN (a diverged fit)
+            return probs.sum(0) * float("nan")
         nll = negative_log_likelihood(x[sample], torch.cat(outputs), self.likelihood)
         return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
 
     def _path_latent(self, d, node):
-        """A posterior sample (mean in eval mode) of z at ``node``, descending its path, ``(1, B, L)``."""
+        """Sample z at ``node`` from the posterior down its path (the mean in eval mode), ``(1, B, L)``."""
         z = None
         for k, v in enumerate(self.path(node)):
             rows = torch.full((1,), v, dtype=torch.long, device=d[0].device)
@@ -325,8 +343,11 @@ class TreeVAEModule(nn.Module):
                 "kl_decisions": kl_bernoulli(q, p)[0]}
 
     def generate(self, n_samples, node=0):
-        """Ancestral samples ``(n_samples, D)`` (means of p(x | z)) from the generative model,
-        forced through ``node`` and then following the generative routers to a leaf (paper §5)."""
+        """Draw ancestral samples ``(n_samples, D)`` (means of p(x | z)) from the generative model.
+
+        The descent is forced through ``node`` and then follows the generative routers to a
+        leaf (paper §5).
+        """
         device = next(self.parameters()).device
         forced = self.path(node)[1:]
         kids = [self.live_children(v) for v in range(len(self.parent))]
@@ -352,7 +373,7 @@ class TreeVAEModule(nn.Module):
         return output_mean(out, self.likelihood)
 
 
-class TreeVAE(DeepClusterMixin):
+class TreeVAE(BaseDeepClusterer):
     """Tree Variational Autoencoder: hierarchical clustering with a learned binary latent tree.
 
     A VAE whose latent variables form a binary tree (Manduchi et al., NeurIPS 2023). The root
@@ -366,14 +387,20 @@ class TreeVAE(DeepClusterMixin):
     ``rec + alpha (KL_root + KL_nodes + KL_decisions)`` (eqs. 12-20), ``alpha`` ramping from 0
     to 1 in every training phase.
 
-    Training grows the tree (paper §2.5): train a root with two leaves; then repeatedly pick,
-    among the leaves whose sample subset ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}``
-    holds at least ``batch_size`` samples, the one with the most samples (stop if it is at
-    ``max_depth``), give it two children and train only that sub-tree on that subset, the
-    rest frozen, until ``max_leaves``; then prune the sub-trees holding less than
-    ``prune_threshold`` of the training samples (their parent becomes a pass-through node)
-    and fine-tune the whole tree. All nodes of one depth are evaluated together by batched
+    Training grows the tree (paper §2.5): train a root with two leaves for
+    ``n_epochs_initial`` epochs; then repeatedly pick, among the leaves whose sample subset
+    ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}`` holds at least ``batch_size`` samples,
+    the one with the most samples (stop if it is at ``max_depth``), give it two children and
+    train only that sub-tree on that subset for ``n_epochs_grow`` epochs, the rest frozen,
+    until ``max_leaves``; then prune the sub-trees holding less than ``prune_threshold`` of
+    the training samples (their parent becomes a pass-through node) and fine-tune the whole
+    tree for ``n_epochs`` epochs. All nodes of one depth are evaluated together by batched
     matmuls, so an epoch's cost grows far slower than the number of leaves.
+
+    ``predict_proba`` is ``P(leaf | x)`` from the inference routers (eq. 12), renormalised
+    over the labelled (non-empty) leaves; ``labels_`` and ``tree_.n_node_samples`` place
+    each training sample at its most probable leaf; ``score_samples`` is the ELBO (nats);
+    ``sample(node=...)`` descends the generative model through ``node`` (paper §5).
 
     Choices the paper leaves open, as made here:
 
@@ -389,7 +416,9 @@ class TreeVAE(DeepClusterMixin):
     - During training each leaf's decoder runs only on the samples that reach the leaf with
       probability at least ``leaf_prob_threshold`` (see that parameter).
     - The bottom-up heads (``mu_hat``, ``sigma_hat^2``) are per node; the bottom-up MLPs
-      ``d_k`` are shared by all nodes of a depth and stay frozen while a sub-tree grows.
+      ``d_k`` (one dense block each, of the encoder's output width) are shared by all nodes
+      of a depth and stay frozen while a sub-tree grows. The node networks have hidden width
+      :data:`NODE_HIDDEN` (128).
     - The Gaussian likelihood has unit variance.
 
     Parameters
@@ -397,24 +426,28 @@ class TreeVAE(DeepClusterMixin):
     max_leaves : int, default=10
         Maximum number of leaves (clusters), >= 2.
     max_depth : int, default=6
-        Maximum depth of a leaf (the root has depth 0), >= 1.
+        Maximum depth of a leaf, i.e. of ``tree_`` (the root has depth 0), >= 1.
     latent_dim : int, default=8
         Size of each node's latent variable.
     encoder : {"auto", "mlp", "conv"}, default="auto"
-        ``"mlp"`` (``"auto"``): ``D -> 512 -> 512 -> 256 -> 128`` encoder, leaf decoders
-        mirrored. ``"conv"``: convolutional encoder and leaf decoders for images of
-        ``input_shape`` (see :func:`sk_hierclust.nn.encoders.make_encoder`).
+        ``"mlp"`` (``"auto"``): ``D -> hidden_dims`` encoder, leaf decoders mirrored.
+        ``"conv"``: convolutional encoder and leaf decoders for images of ``input_shape``
+        (see :func:`sk_hierclust.nn.encoders.make_encoder`).
+    hidden_dims : tuple of int, default=None
+        Widths of the MLP encoder's layers after the input (the last one is the width of the
+        bottom-up features ``d_k``; also the output width of ``"conv"``); None means
+        :data:`~sk_hierclust.nn.encoders.DEFAULT_HIDDEN_DIMS`, ``(512, 512, 256, 128)``.
     input_shape : tuple of int (C, H, W), default=None
         Image shape of a flattened sample; required for ``encoder="conv"``.
     likelihood : {"auto", "bernoulli", "gaussian"}, default="auto"
         ``p(x | z)``: Bernoulli (binary cross-entropy, X in [0, 1]) or Gaussian with unit
         variance; ``"auto"`` picks Bernoulli when all of X is in [0, 1].
+    n_epochs_initial : int, default=20
+        Epochs of the first phase (root and two leaves), >= 1.
+    n_epochs_grow : int, default=20
+        Epochs of each growth phase; 0 means no growth (the tree keeps two leaves).
     n_epochs : int, default=20
-        Epochs of the first phase (root and two leaves).
-    n_epochs_grow : int, default=None
-        Epochs of each growth phase; None means ``n_epochs``.
-    n_epochs_finetune : int, default=None
-        Epochs of the final fine-tuning of the whole tree; None means ``n_epochs``.
+        Epochs of the final fine-tuning of the whole tree; 0 means none.
     kl_anneal_epochs : int, default=None
         Epochs over which the KL weight rises from 0 to 1 in each phase; None means half of
         the phase.
@@ -448,16 +481,20 @@ class TreeVAE(DeepClusterMixin):
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the :class:`TreeVAEModule`.
     tree_ : ClusterTree
-        The learned tree; ``n_node_samples`` counts training samples by their most probable leaf.
+        The learned tree (the live nodes of the module, in creation order);
+        ``n_node_samples`` counts training samples by their most probable leaf.
     labels_ : ndarray of shape (n_samples,)
         Cluster (leaf) label of each training sample, consecutive from 0.
     history_ : list of dict
-        One dict per epoch: ``phase`` (``"initial"``, ``"grow:<node>"``, ``"finetune"``),
-        ``train_loss`` and each ELBO term (nats per sample), ``kl_weight``, ``dur`` (s).
+        One dict per epoch: ``phase`` (``"initial"``, ``"grow:<node>"`` with the module's id
+        of the split leaf, ``"finetune"``), ``train_loss`` and each ELBO term (nats per
+        sample; a growth phase has no ``kl_root``), ``kl_weight``, ``dur`` (s).
     fit_time_ : float
         Seconds spent in ``fit``.
     likelihood_, encoder_ : str
         The resolved choices.
+    input_shape_ : tuple of int or None
+        ``input_shape`` as a tuple.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Defined only when X has string column names.
@@ -473,36 +510,40 @@ class TreeVAE(DeepClusterMixin):
     >>> from sklearn.datasets import load_digits
     >>> from sk_hierclust import TreeVAE
     >>> X, y = load_digits(return_X_y=True)
-    >>> model = TreeVAE(max_leaves=4, n_epochs=2, random_state=0).fit(X / 16)
+    >>> model = TreeVAE(max_leaves=4, n_epochs_initial=2, n_epochs_grow=2, n_epochs=2,
+    ...                 random_state=0).fit(X / 16)
     >>> model.predict(X[:5] / 16).shape
     (5,)
     """
 
     _parameter_constraints: dict = {
-        **DeepClusterMixin._parameter_constraints,
+        **BaseDeepClusterer._parameter_constraints,
         "max_leaves": [Interval(Integral, 2, None, closed="left")],
         "max_depth": [Interval(Integral, 1, None, closed="left")],
-        "n_epochs": [Interval(Integral, 1, None, closed="left")],
-        "n_epochs_grow": [Interval(Integral, 0, None, closed="left"), None],
-        "n_epochs_finetune": [Interval(Integral, 0, None, closed="left"), None],
-        "kl_anneal_epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs_initial": [Interval(Integral, 1, None, closed="left")],
+        "n_epochs_grow": [Interval(Integral, 0, None, closed="left")],
+        # the fine-tuning may be skipped (0), as the growth phases may
         "leaf_prob_threshold": [Interval(Real, 0, 1, closed="left")],
         "prune_threshold": [Interval(Real, 0, 1, closed="left")],
     }
 
-    def __init__(self, max_leaves=10, max_depth=6, latent_dim=8, encoder="auto", input_shape=None,
-                 likelihood="auto", n_epochs=20, n_epochs_grow=None, n_epochs_finetune=None,
+    _epoch_params = ("n_epochs_initial", "n_epochs_grow", "n_epochs")
+
+    def __init__(self, *, max_leaves=10, max_depth=6, latent_dim=8, encoder="auto", hidden_dims=None,
+                 input_shape=None, likelihood="auto", n_epochs_initial=20, n_epochs_grow=20, n_epochs=20,
                  kl_anneal_epochs=None, leaf_prob_threshold=1e-3, prune_threshold=0.01, batch_size=256,
                  lr=1e-3, weight_decay=1e-5, device="cpu", verbose=0, callbacks=None, random_state=None):
         self.max_leaves = max_leaves
         self.max_depth = max_depth
         self.latent_dim = latent_dim
         self.encoder = encoder
+        self.hidden_dims = hidden_dims
         self.input_shape = input_shape
         self.likelihood = likelihood
-        self.n_epochs = n_epochs
+        self.n_epochs_initial = n_epochs_initial
         self.n_epochs_grow = n_epochs_grow
-        self.n_epochs_finetune = n_epochs_finetune
+        self.n_epochs = n_epochs
         self.kl_anneal_epochs = kl_anneal_epochs
         self.leaf_prob_threshold = leaf_prob_threshold
         self.prune_threshold = prune_threshold
@@ -514,64 +555,32 @@ class TreeVAE(DeepClusterMixin):
         self.callbacks = callbacks
         self.random_state = random_state
 
-    @property
-    def _n_features_out(self):
-        """Columns of ``transform``; an AttributeError before fit, as ``get_feature_names_out`` expects."""
-        return self.net_.module_.latent_dim
+    # ---- fitting (steps of BaseDeepClusterer.fit) ------------------------------------------
+    def _build_module(self, X):
+        """Build the root-and-two-leaves :class:`TreeVAEModule`."""
+        return TreeVAEModule(X.shape[1], self.latent_dim, self.max_depth, self.likelihood_, self.encoder_,
+                             self.input_shape_, self.leaf_prob_threshold, self.hidden_dims)
 
-    # ---- fitting ------------------------------------------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Grow and train the tree on ``X`` (unsupervised).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data: finite values, at least 2 samples; in [0, 1] for the Bernoulli
-            likelihood.
-        y : Ignored
-            Present for API consistency (e.g. ``GridSearchCV`` scoring).
-
-        Returns
-        -------
-        self : TreeVAE
-
-        Raises
-        ------
-        ValueError
-            Invalid parameters or data (NaN/inf, fewer than 2 samples, 0 features, X outside
-            [0, 1] with ``likelihood="bernoulli"``), or a diverging ELBO (non-finite term).
-        """
-        start = time.perf_counter()
-        X = self._validate_fit_data(X)
-        n_grow = self.n_epochs if self.n_epochs_grow is None else self.n_epochs_grow
-        n_finetune = self.n_epochs if self.n_epochs_finetune is None else self.n_epochs_finetune
-        with self._seeded() as seed:
-            module = TreeVAEModule(X.shape[1], self.latent_dim, self.max_depth, self.likelihood_, self.encoder_,
-                                   None if self.input_shape is None else tuple(self.input_shape),
-                                   self.leaf_prob_threshold)
-            self.net_ = net = self._make_net(module, seed)
-            self._run_phase(net, X, "initial", self.n_epochs, self.kl_anneal_epochs)
-            while n_grow and len(module.leaf_slots) < self.max_leaves:
-                leaf, subset = self._leaf_to_grow(X)
-                if leaf is None or module.depth(leaf) >= self.max_depth:
-                    break
-                module.start_split(leaf)
-                self._run_phase(net, X[subset], f"grow:{leaf}", n_grow, self.kl_anneal_epochs)
-                module.commit_split()
-            self._prune(X)
-            self._run_phase(net, X, "finetune", n_finetune, self.kl_anneal_epochs)
-        self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
-        self._build_tree(X)
-        self.fit_time_ = time.perf_counter() - start
-        return self
+    def _train(self, net, X, seed):
+        """Train the initial tree, grow it (paper §2.5), prune it, then fine-tune the whole tree."""
+        module = net.module_
+        self._run_phase(net, X, "initial", self.n_epochs_initial, self.kl_anneal_epochs)
+        while self.n_epochs_grow and len(module.leaf_slots) < self.max_leaves:
+            leaf, subset = self._leaf_to_grow(X)
+            if leaf is None or module.depth(leaf) >= self.max_depth:
+                break
+            module.start_split(leaf)
+            self._run_phase(net, X[subset], f"grow:{leaf}", self.n_epochs_grow, self.kl_anneal_epochs)
+            module.commit_split()
+        self._prune(X)
+        self._run_phase(net, X, "finetune", self.n_epochs, self.kl_anneal_epochs)
 
     def _slot_probabilities(self, X):
         """P(leaf | x) for every leaf slot of the module, ``(n_samples, n_slots)``."""
-        return self._infer(X, lambda m, x: m.leaf_probabilities(x).T)
+        return self._infer(X, lambda m, x: m.leaf_probabilities(x).T, dtype=np.float64)
 
     def _leaf_to_grow(self, X):
-        """The leaf to split next and its sample subset (paper §2.5), or ``(None, None)``."""
+        """Return the leaf to split next and its sample subset (paper §2.5), or ``(None, None)``."""
         module = self.net_.module_
         probs = self._slot_probabilities(X)
         threshold = min(1.0 / probs.shape[1], 0.5)
@@ -582,11 +591,19 @@ class TreeVAE(DeepClusterMixin):
         slot = candidates[np.argmax(sizes[candidates])]
         return module.leaf_slots[slot], np.flatnonzero(probs[:, slot] >= threshold)
 
+    def _sample_leaves(self, X):
+        """Return the module's node id of each sample's most probable leaf, ``(n_samples,)``."""
+        return np.asarray(self.net_.module_.leaf_slots)[self._slot_probabilities(X).argmax(1)]
+
     def _prune(self, X):
-        """Remove the sub-trees holding less than ``prune_threshold`` of the samples (by most probable
-        leaf), smallest first, while their parent keeps another child; at least two leaves remain."""
+        """Remove the sub-trees holding less than ``prune_threshold`` of the samples.
+
+        Samples count at their most probable leaf; the smallest sub-tree goes first, while its
+        parent keeps another child; at least two leaves remain.
+        """
         module = self.net_.module_
-        counts = module.subtree_counts(self._slot_probabilities(X).argmax(1))
+        # over the module's nodes, removed ones included (they hold no sample)
+        counts = ClusterTree.from_sample_nodes(module.parent, self._sample_leaves(X)).n_node_samples
         for node in np.argsort(counts, kind="stable"):
             if counts[node] >= self.prune_threshold * X.shape[0]:
                 break
@@ -596,73 +613,32 @@ class TreeVAE(DeepClusterMixin):
             if len(module.leaf_slots) - n_removed >= 2:
                 module.prune(node)
 
-    def _build_tree(self, X):
-        """``tree_`` (live nodes renumbered in creation order), ``labels_`` and the label lookups."""
+    def _tree_assignment(self, X):
+        """Return ``tree_``'s parent array, each sample's most probable leaf in it, its module node ids.
+
+        The nodes of ``tree_`` are the live nodes of the module, renumbered in creation order.
+        """
         module = self.net_.module_
-        nodes = [v for v in range(len(module.parent)) if module.alive[v]]
-        tree_id = {v: i for i, v in enumerate(nodes)}
-        slot_of_sample = self._slot_probabilities(X).argmax(1)
+        nodes = np.array([v for v in range(len(module.parent)) if module.alive[v]])
+        tree_id = np.full(len(module.parent), -1)
+        tree_id[nodes] = np.arange(nodes.size)
         parent = np.array([-1] + [tree_id[module.parent[v]] for v in nodes[1:]])
-        self.tree_ = ClusterTree(parent, module.subtree_counts(slot_of_sample)[nodes])
-        self._module_node_ = np.array(nodes)
-        # slot of each label's leaf, to restrict predictions to the non-empty leaves
-        self._label_slots_ = np.array([module.leaf_slots.index(nodes[v]) for v in self.tree_.label_to_node])
-        slot_to_label = np.full(len(module.leaf_slots), -1)
-        slot_to_label[self._label_slots_] = np.arange(len(self._label_slots_))
-        self.labels_ = slot_to_label[slot_of_sample]
+        return parent, tree_id[self._sample_leaves(X)], nodes
 
     # ---- inference ----------------------------------------------------------------------
-    def predict_proba(self, X):
-        """Leaf (cluster) probabilities P(leaf | x) from the inference routers (paper eq. 12).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_clusters)
-            Column ``j`` is the leaf with label ``j`` (``tree_.label_to_node[j]``); rows are
-            renormalised over the non-empty leaves and sum to 1.
-        """
-        X = self._validate_X(X)
-        probs = self._slot_probabilities(X)[:, self._label_slots_]
-        return probs / np.maximum(probs.sum(1, keepdims=True), np.finfo(probs.dtype).tiny)
-
-    def predict(self, X):
-        """Label of the most probable leaf of each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Consecutive cluster labels ``0 .. n_clusters - 1`` (see ``tree_.leaf_to_label``).
-        """
-        return self.predict_proba(X).argmax(1)
-
-    def apply(self, X):
-        """Tree node id (in ``tree_``) of each sample's most probable leaf.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        labels = self.predict(X)
-        return self.tree_.label_to_node[labels]
+    def _leaf_proba_fn(self):
+        """P(leaf | x) from the inference routers (paper eq. 12), for the labelled leaves only."""
+        slots = self.net_.module_.leaf_slots
+        columns = torch.as_tensor([slots.index(v) for v in self._module_node_[self.tree_.label_to_node]],
+                                  device=self.net_.device)
+        return lambda module, x: module.leaf_probabilities(x).T[:, columns]
 
     def transform(self, X):
-        """Posterior mean of the root latent ``z_0``.
+        """Posterior mean of the root latent ``z_0`` (paper eq. 6 at the root: ``mu_hat(d_0)``).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------
@@ -671,44 +647,10 @@ class TreeVAE(DeepClusterMixin):
         X = self._validate_X(X)
         return self._infer(X, lambda m, x: m.root_mean(x))
 
-    def score_samples(self, X):
-        """ELBO of each sample in nats (higher is better), at the posterior means (deterministic).
+    def _generate(self, module, n_samples, module_node):
+        """Draw ancestral samples (paper §5): the leaf decoder's means, ``(n_samples, n_features)``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
+        ``z_0 ~ N(0, I)``, then down the transformations, forced through ``module_node``
+        (None: the root) and on by the generative routers to a leaf.
         """
-        X = self._validate_X(X)
-        return self._infer(X, lambda m, x: -sum(m(x).values()))
-
-    def sample(self, n_samples=1, node=None):
-        """Generate samples from the tree, optionally conditioned on a node (paper §5).
-
-        Draws ``z_0 ~ N(0, I)`` and descends: through ``node``'s path when given, then by the
-        generative routers to a leaf, ``z`` drawn from each transformation; returns the mean
-        of ``p(x | z_leaf)``. Seeded by ``random_state``.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        node : int, optional
-            Node id of ``tree_`` to generate from; None samples from the root.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_features)
-            In the units of X (probabilities for the Bernoulli likelihood).
-
-        Raises
-        ------
-        ValueError
-            If ``node`` is not a node of ``tree_`` or ``n_samples < 1``.
-        """
-        self._check_sample_args(n_samples, node)
-        module_node = 0 if node is None else int(self._module_node_[node])
-        with self._seeded(), self._inference_module() as module:
-            return module.generate(n_samples, module_node).cpu().numpy()
+        return module.generate(n_samples, 0 if module_node is None else int(module_node))

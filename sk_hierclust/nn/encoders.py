@@ -3,15 +3,11 @@
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import LEAKY_SLOPE, NodeBatchNorm, NodeLinear, NodeMLP
+from .layers import LEAKY_SLOPE, NodeBatchNorm, NodeLinear, NodeMLP, dense_block
 
-MLP_WIDTHS = (512, 512, 256)
+#: Widths of the MLP encoder after the input when ``hidden_dims`` is None; the last is its output.
+DEFAULT_HIDDEN_DIMS = (512, 512, 256, 128)
 CONV_CHANNELS = (8, 16, 32)
-ENCODED_DIM = 128
-
-
-def _dense(n_in, n_out):
-    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.LeakyReLU(LEAKY_SLOPE)]
 
 
 def _conv_sizes(size):
@@ -22,37 +18,44 @@ def _conv_sizes(size):
     return sizes
 
 
-def make_encoder(kind, n_features, input_shape=None, widths=None):
-    """Build the shared encoder ``x -> d_H`` (TreeVAE's bottom-up input).
+def make_encoder(kind, n_features, input_shape=None, hidden_dims=None):
+    """Build the shared encoder ``x -> d_H`` (every model's first network).
 
     Parameters
     ----------
     kind : {"mlp", "conv"}
-        ``"mlp"``: ``D -> 512 -> 512 -> 256 -> 128`` (Linear, BatchNorm, LeakyReLU(0.3)).
-        ``"conv"``: three ``Conv2d`` (channels 8, 16, 32; kernel 3, stride 2, padding 1;
-        BatchNorm, LeakyReLU), flattened, then Linear to 128 (Manduchi et al. 2023, App. D).
+        ``"mlp"``: ``D -> 512 -> 512 -> 256 -> 128`` by default (Linear, BatchNorm,
+        LeakyReLU(0.3)). ``"conv"``: three ``Conv2d`` (channels 8, 16, 32; kernel 3, stride
+        2, padding 1; BatchNorm, LeakyReLU), flattened, then a dense block to
+        ``hidden_dims[-1]`` (128 by default; Manduchi et al. 2023, App. D).
     n_features : int
         ``D``, the length of a flattened sample.
     input_shape : tuple (C, H, W), optional
         Image shape, required for ``"conv"``; ``C * H * W`` must equal ``n_features``.
-    widths : tuple of int, optional
-        Layer widths of the ``"mlp"`` encoder after the input, the last one being the
-        output; default ``(512, 512, 256, 128)``.
+    hidden_dims : tuple of int, optional
+        Widths of the ``"mlp"`` encoder's layers after the input, the last one being the
+        output (also the output width of ``"conv"``); default :data:`DEFAULT_HIDDEN_DIMS`.
 
     Returns
     -------
-    nn.Module
-        Maps ``(B, D)`` to ``(B, widths[-1])`` (``(B, 128)`` for ``"conv"``).
+    nn.Sequential
+        Maps ``(B, D)`` to ``(B, out_features)``; its attribute ``out_features`` is
+        ``hidden_dims[-1]``, the width every model's heads read.
     """
+    hidden_dims = tuple(hidden_dims or DEFAULT_HIDDEN_DIMS)
     if kind == "mlp":
-        widths = (n_features, *(widths or (*MLP_WIDTHS, ENCODED_DIM)))
-        return nn.Sequential(*(layer for a, b in zip(widths[:-1], widths[1:]) for layer in _dense(a, b)))
-    c, h, w = input_shape
-    layers = [nn.Unflatten(1, (c, h, w))]
-    for c_in, c_out in zip((c, *CONV_CHANNELS[:-1]), CONV_CHANNELS):
-        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(LEAKY_SLOPE)]
-    flat = CONV_CHANNELS[-1] * _conv_sizes(h)[-1] * _conv_sizes(w)[-1]
-    return nn.Sequential(*layers, nn.Flatten(), *_dense(flat, ENCODED_DIM))
+        widths = (n_features, *hidden_dims)
+        encoder = nn.Sequential(*(layer for a, b in zip(widths[:-1], widths[1:]) for layer in dense_block(a, b)))
+    else:
+        c, h, w = input_shape
+        layers = [nn.Unflatten(1, (c, h, w))]
+        for c_in, c_out in zip((c, *CONV_CHANNELS[:-1]), CONV_CHANNELS):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out),
+                       nn.LeakyReLU(LEAKY_SLOPE)]
+        flat = CONV_CHANNELS[-1] * _conv_sizes(h)[-1] * _conv_sizes(w)[-1]
+        encoder = nn.Sequential(*layers, nn.Flatten(), *dense_block(flat, hidden_dims[-1]))
+    encoder.out_features = hidden_dims[-1]
+    return encoder
 
 
 class NodeConvDecoder(nn.Module):
@@ -87,6 +90,7 @@ class NodeConvDecoder(nn.Module):
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, c_out) for c_out in channels[1:-1])
 
     def forward(self, z, rows=None):
+        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``."""
         n, batch = z.shape[:2]
         sel = slice(None) if rows is None else rows
         x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows), LEAKY_SLOPE)
@@ -100,7 +104,7 @@ class NodeConvDecoder(nn.Module):
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 
-def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, widths=None):
+def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, hidden_dims=None):
     """Build the decoders ``p(x | z)`` of ``n_nodes`` nodes as one node stack.
 
     Parameters
@@ -111,8 +115,8 @@ def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, 
     n_nodes, latent_dim, n_features : int
     input_shape : tuple (C, H, W), optional
         Required for ``"conv"``.
-    widths : tuple of int, optional
-        The ``"mlp"`` encoder's widths, mirrored (default ``(512, 512, 256, 128)``).
+    hidden_dims : tuple of int, optional
+        The ``"mlp"`` encoder's widths, mirrored (default :data:`DEFAULT_HIDDEN_DIMS`).
 
     Returns
     -------
@@ -120,6 +124,5 @@ def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, 
         Maps ``(n_nodes, B, latent_dim)`` to ``(n_nodes, B, n_features)`` (logits or means).
     """
     if kind == "mlp":
-        widths = widths or (*MLP_WIDTHS, ENCODED_DIM)
-        return NodeMLP(n_nodes, (latent_dim, *widths[::-1], n_features))
+        return NodeMLP(n_nodes, (latent_dim, *tuple(hidden_dims or DEFAULT_HIDDEN_DIMS)[::-1], n_features))
     return NodeConvDecoder(n_nodes, latent_dim, input_shape)

@@ -18,6 +18,38 @@ BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
 
 
+def dense_block(n_in, n_out):
+    """``[Linear(n_in, n_out), BatchNorm1d(n_out), LeakyReLU(0.3)]``: the layers of one dense block.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+
+    Returns
+    -------
+    list of nn.Module
+    """
+    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.LeakyReLU(LEAKY_SLOPE)]
+
+
+class DenseBlock(nn.Sequential):
+    """Dense blocks ``sizes[0] -> sizes[1] -> ...`` applied to the last dimension of a ``(..., in)`` tensor.
+
+    Parameters
+    ----------
+    *sizes : int
+        Widths, input first; one :func:`dense_block` per consecutive pair.
+    """
+
+    def __init__(self, *sizes):
+        super().__init__(*(layer for a, b in zip(sizes[:-1], sizes[1:]) for layer in dense_block(a, b)))
+
+    def forward(self, x):
+        """Apply the blocks to the last dimension of ``x`` ``(..., sizes[0])``; returns ``(..., sizes[-1])``."""
+        return super().forward(x.flatten(0, -2)).unflatten(0, x.shape[:-1])
+
+
 class NodeLinear(nn.Module):
     """Affine maps of ``n_nodes`` nodes, ``y[i] = x[i] @ weight[i] + bias[i]``.
 
@@ -44,6 +76,7 @@ class NodeLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_nodes, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x, rows=None):
+        """``x @ W_i + b_i`` for the nodes ``rows`` (all when None): ``(n, B, in)`` or ``(B, in)`` → ``(n, B, out)``."""
         weight = self.weight if rows is None else self.weight[rows]
         bias = self.bias if rows is None else self.bias[rows]
         if x.dim() == 2:  # shared input: one GEMM against all nodes' weights side by side
@@ -83,6 +116,7 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(n_nodes, n_channels))
 
     def forward(self, x, rows=None, weights=None):
+        """Normalise ``x`` ``(n, B, C, ...)`` per node; in training, by batch statistics weighted by ``weights``."""
         sel = slice(None) if rows is None else rows
         if x.dim() == 4:  # rows, if given, must be a slice (contiguous nodes: views share storage)
             return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
@@ -132,6 +166,7 @@ class NodeMLP(nn.Module):
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, b) for b in sizes[1:-1])
 
     def forward(self, x, rows=None, weights=None):
+        """Run the node MLPs ``rows`` (all when None) on ``x``; ``weights`` weight the batch-norm statistics."""
         for i, linear in enumerate(self.linears):
             x = linear(x, rows)
             if i < len(self.norms):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 PROB_EPS = 1e-7
 VAR_EPS = 1e-7
+LOG_2PI = math.log(2 * math.pi)
 
 
 def split_normal(params):
@@ -87,9 +88,54 @@ def negative_log_likelihood(x, output, likelihood):
     """
     if likelihood == "bernoulli":
         return F.binary_cross_entropy_with_logits(output, x.expand_as(output), reduction="none").sum(-1)
-    return 0.5 * (x - output).square().sum(-1) + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+    return 0.5 * (x - output).square().sum(-1) + 0.5 * x.shape[-1] * LOG_2PI
 
 
 def output_mean(output, likelihood):
     """Mean of p(x | output): ``sigmoid(logits)`` for Bernoulli, the output itself for Gaussian."""
     return torch.sigmoid(output) if likelihood == "bernoulli" else output
+
+
+def kl_beta(a, b, a0, b0):
+    """KL(Beta(a, b) || Beta(a0, b0)) in nats, elementwise (broadcasting).
+
+    Parameters
+    ----------
+    a, b : Tensor
+        Parameters of the posterior Beta (> 0).
+    a0, b0 : Tensor or float
+        Parameters of the prior Beta (> 0).
+
+    Returns
+    -------
+    Tensor
+        The elementwise KL divergence (e.g. of the stick-breaking proportions of a nested
+        CRP in HCRL's ELBO, Shin et al. 2020).
+    """
+    def log_beta(p, q):
+        return torch.lgamma(p) + torch.lgamma(q) - torch.lgamma(p + q)
+    a0, b0 = torch.as_tensor(a0, dtype=a.dtype, device=a.device), torch.as_tensor(b0, dtype=a.dtype, device=a.device)
+    return (log_beta(a0, b0) - log_beta(a, b) + (a - a0) * torch.digamma(a) + (b - b0) * torch.digamma(b)
+            + (a0 - a + b0 - b) * torch.digamma(a + b))
+
+
+def expected_gaussian_loglik(mean, var, node_mean, node_logvar):
+    """``E_{N(z; mean, var)}[log N(z; node_mean, exp(node_logvar))]`` for every (sample, node) pair.
+
+    Parameters
+    ----------
+    mean, var : Tensor of shape (B, J)
+        Posterior ``q(z | x)`` (diagonal); ``var = 0`` gives the log-density at ``mean``.
+    node_mean, node_logvar : Tensor of shape (N, J)
+        The nodes' diagonal Gaussians.
+
+    Returns
+    -------
+    Tensor of shape (B, N)
+        Nats. Computed by three matmuls, never per pair (the expected log-likelihood in
+        the coordinate updates of HCRL's ``S`` and ``omega``, Shin et al. 2020).
+    """
+    prec = torch.exp(-node_logvar)
+    quad = ((var + mean.square()) @ prec.T - 2 * mean @ (node_mean * prec).T
+            + (node_mean.square() * prec).sum(1))
+    return -0.5 * (node_mean.shape[1] * LOG_2PI + node_logvar.sum(1) + quad)
