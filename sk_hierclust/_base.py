@@ -170,7 +170,8 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         """``validate_data`` (dense or CSR float32, 2-D, feature count) with a clusterer's NaN/inf message."""
         X = _as_csr_matrix(validate_data(self, X, accept_sparse="csr", dtype=np.float32, ensure_all_finite=False,
                                          ensure_min_samples=2 if reset else 1, reset=reset))
-        if not np.isfinite(X.data if sp.issparse(X) else X).all():
+        values = X.data if sp.issparse(X) else X
+        if not np.isfinite(np.sum(values, dtype=np.float64)):  # NaN/inf propagate; no temporary of X's size
             raise ValueError(
                 f"Input X contains NaN or infinity. {type(self).__name__} does not accept missing or infinite "
                 "values: impute them (e.g. sklearn.impute.SimpleImputer as a Pipeline step before the model) or "
