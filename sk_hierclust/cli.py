@@ -437,6 +437,39 @@ def prepare_fit(parser, args):
     return model, epochs
 
 
+#: Largest set that :func:`ward_scores` clusters (scipy's linkage needs n^2 / 2 distances).
+WARD_MAX_SAMPLES = 20_000
+
+
+def ward_scores(X, y, n_leaves):
+    """Scores of the baseline every model must beat: Ward linkage on the raw features.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        At most :data:`WARD_MAX_SAMPLES` rows (densified if sparse).
+    y : ndarray of shape (n_samples,)
+        True classes.
+    n_leaves : int
+        Where to cut the Ward tree (the model's number of non-empty leaves).
+
+    Returns
+    -------
+    dict
+        :func:`sk_hierclust.metrics.hierarchy_scores` of the cut tree (DP, LP, ACC, NMI).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.cluster.hierarchy import linkage
+
+    from . import metrics
+    from .tree import ClusterTree
+
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    tree, nodes = ClusterTree.from_linkage(linkage(X, "ward"), n_leaves=n_leaves)
+    return metrics.hierarchy_scores(y, tree, nodes, tree.node_to_label[nodes])
+
+
 def fit_command(parser, args):
     """Run the ``fit`` subcommand: check, load, fit, score, save and report.
 
@@ -456,11 +489,16 @@ def fit_command(parser, args):
     seconds = fit_model(model, X_train)
     from . import metrics
 
+    tree = model.tree_
+    n_leaves = len(tree.label_to_node)
     rows = {"train": metrics.evaluate(model, X_train, y_train)}
     if X_test is not None:
         rows["test"] = metrics.evaluate(model, X_test, y_test)
+    for split, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        if X is not None and X.shape[0] <= WARD_MAX_SAMPLES:
+            rows[f"Ward {split}"] = ward_scores(X, y, n_leaves)
     print(metrics.format_scores(rows))
-    tree = model.tree_
+    print(f"(Ward: Ward linkage on the raw features, cut at the model's {n_leaves} leaves)")
     print(f"fit time: {seconds:.1f} s, leaves: {tree.n_leaves} "
           f"({len(tree.label_to_node)} holding training samples)")
     tree_path, model_path = save_outputs(model, X_train, y_train, args.out)

@@ -350,6 +350,12 @@ def test_fit_digits_end_to_end(model, tmp_path, capsys):
     X, y = load_digits()
     expected = metrics.evaluate(fitted, X[:300], y[:300])
     np.testing.assert_allclose(printed, [expected[k] for k in ("DP", "LP", "ACC", "NMI")], atol=5e-4)
+    # beside it, the Ward baseline cut at the model's number of leaves
+    ward_row = lines[at + 2].split()
+    assert ward_row[:2] == ["Ward", "train"]
+    ward = cli.ward_scores(X[:300], y[:300], len(fitted.tree_.label_to_node))
+    np.testing.assert_allclose([float(v) for v in ward_row[2:]], [ward[k] for k in ("DP", "LP", "ACC", "NMI")],
+                               atol=5e-4)
 
     # progress by default: every training phase, in order, before the scores, and a progress bar
     phases = _unique(row["phase"] for row in fitted.history_)
@@ -390,3 +396,11 @@ def test_fit_quiet_prints_no_progress(tmp_path, capsys):
     lines = captured.out.splitlines()
     assert lines[0].startswith("Fitting hcrl") and lines[1].split() == ["DP", "LP", "ACC", "NMI"]
     assert lines[-2:] == [f"wrote {tmp_path / 'tree.png'}", f"wrote {tmp_path / 'model.joblib'}"]
+
+
+def test_ward_scores_known_answer():
+    # two tight pairs far apart: Ward cut at 2 leaves separates them exactly
+    X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    assert cli.ward_scores(X, np.array([0, 0, 1, 1]), 2) == {"DP": 1.0, "LP": 1.0, "ACC": 1.0, "NMI": 1.0}
+    # cut at 1 leaf: DP = purity of the root for each same-class pair = 1/2
+    assert cli.ward_scores(X, np.array([0, 0, 1, 1]), 1)["DP"] == 0.5
