@@ -24,6 +24,9 @@ from sk_hierclust.datasets import (
     load_fashion_mnist,
     load_mnist,
 )
+from sk_hierclust.datasets._newsgroups import _NEWSGROUPS_SIX_TOPICS, _dotted_name_levels
+from sk_hierclust.metrics import hierarchical_f_score
+from sk_hierclust.tree import ClusterTree
 
 # The shared data folder beside the repository (../shared/data): the real-data
 # tests pass it explicitly and are skipped when it is absent.
@@ -456,6 +459,15 @@ def test_20newsgroups_hierarchy_and_options(ng_home):
     np.testing.assert_array_equal(h.six_topic, [1, 0, 2])
     assert h.top_level.dtype == np.int64 and isinstance(news.DESCR, str)
 
+    # the hierarchy of the dotted names: no name has more than 2 parts here
+    assert h.level_names == [["alt", "comp", "sci"], list(_NG_GROUPS), list(_NG_GROUPS)]
+    np.testing.assert_array_equal(h.levels, [[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    assert h.levels.dtype == np.int64
+    assert news.hierarchy_levels.shape == (12, 3) and news.hierarchy_levels.dtype == np.int64
+    np.testing.assert_array_equal(news.hierarchy_levels, h.levels[news.target])
+    np.testing.assert_array_equal(news.hierarchy_levels[:, 2], news.target)
+    assert news.hierarchy_level_names == h.level_names
+
     X, y = load_20newsgroups(home, subset="test", n_features=5, return_X_y=True)
     assert sp.issparse(X) and X.shape == (6, 5) and y.shape == (6,)
 
@@ -464,6 +476,35 @@ def test_20newsgroups_hierarchy_and_options(ng_home):
     h2 = load_20newsgroups(home, n_features=3).hierarchy
     for key in h:
         np.testing.assert_array_equal(h2[key], h[key])
+
+
+def test_20newsgroups_dotted_name_levels():
+    names = sorted(_NEWSGROUPS_SIX_TOPICS)  # the 20 standard groups
+    levels, level_names = _dotted_name_levels(names)
+    assert levels.shape == (20, 3) and levels.dtype == np.int64
+    # counted from the 20 names: 7 first parts; alt.atheism, comp.{graphics, os, sys,
+    # windows}, misc.forsale, rec.{autos, motorcycles, sport}, sci.{crypt, electronics,
+    # med, space}, soc.religion, talk.{politics, religion}: 16; the 20 groups
+    assert [len(n) for n in level_names] == [7, 16, 20]
+    assert level_names[0] == ["alt", "comp", "misc", "rec", "sci", "soc", "talk"]
+    assert level_names[1] == [
+        "alt.atheism", "comp.graphics", "comp.os", "comp.sys", "comp.windows",
+        "misc.forsale", "rec.autos", "rec.motorcycles", "rec.sport", "sci.crypt",
+        "sci.electronics", "sci.med", "sci.space", "soc.religion", "talk.politics",
+        "talk.religion",
+    ]
+    assert level_names[2] == names
+    np.testing.assert_array_equal(levels[:, 2], np.arange(20))
+    path = {g: [level_names[k][levels[i, k]] for k in range(3)] for i, g in enumerate(names)}
+    assert path["comp.sys.mac.hardware"] == ["comp", "comp.sys", "comp.sys.mac.hardware"]
+    assert path["comp.os.ms-windows.misc"] == ["comp", "comp.os", "comp.os.ms-windows.misc"]
+    assert path["alt.atheism"] == ["alt", "alt.atheism", "alt.atheism"]
+    assert path["rec.sport.hockey"] == ["rec", "rec.sport", "rec.sport.hockey"]
+    assert path["misc.forsale"] == ["misc", "misc.forsale", "misc.forsale"]
+    # other depths, and a group whose name is a prefix of another's
+    levels, level_names = _dotted_name_levels(["a", "a.b", "a.b.c.d"], n_levels=2)
+    assert level_names == [["a"], ["a", "a.b", "a.b.c.d"]]
+    np.testing.assert_array_equal(levels, [[0, 0], [0, 1], [0, 2]])
 
 
 def test_20newsgroups_data_home_variants(ng_home, monkeypatch):
@@ -596,3 +637,50 @@ def test_real_20newsgroups_hierarchy(real_20newsgroups):
         assert row["top_level_prefix"] == row["newsgroup"].split(".")[0]
         assert h.top_level_names[h.top_level[label]] == row["top_level_prefix"]
         assert h.six_topic_names[h.six_topic[label]] == row["six_topic_group"]
+
+
+@pytest.mark.slow
+def test_real_20newsgroups_hierarchy_levels(real_20newsgroups):
+    for news, n in zip(real_20newsgroups, (11314, 7532)):
+        levels, names = news.hierarchy_levels, news.hierarchy_level_names
+        assert levels.shape == (n, 3) and levels.dtype == np.int64
+        assert [len(level) for level in names] == [7, 16, 20]
+        assert names[0] == ["alt", "comp", "misc", "rec", "sci", "soc", "talk"]
+        assert names[2] == news.target_names
+        np.testing.assert_array_equal(levels[:, 2], news.target)
+        np.testing.assert_array_equal(levels, news.hierarchy.levels[news.target])
+        assert news.hierarchy.level_names == names
+        # the first level is the top-level prefix of hierarchy.csv
+        assert names[0] == news.hierarchy.top_level_names
+        np.testing.assert_array_equal(news.hierarchy.levels[:, 0], news.hierarchy.top_level)
+    train = real_20newsgroups[0]
+    levels, names = train.hierarchy_levels, train.hierarchy_level_names
+    mac = train.target_names.index("comp.sys.mac.hardware")
+    row = levels[np.flatnonzero(train.target == mac)[0]]
+    assert [names[k][row[k]] for k in range(3)] == ["comp", "comp.sys", "comp.sys.mac.hardware"]
+    atheism = levels[np.flatnonzero(train.target == 0)[0]]
+    assert [names[k][atheism[k]] for k in range(3)] == ["alt", "alt.atheism", "alt.atheism"]
+    # documents per first-level class, from _NG_TRAIN_COUNTS: alt 480, comp the labels
+    # 1-5, misc 585, rec 6-10, sci 11-14, soc 599, talk 16-19
+    assert dict(zip(names[0], np.bincount(levels[:, 0]).tolist())) == {
+        "alt": 480, "comp": 2936, "misc": 585, "rec": 2389, "sci": 2373, "soc": 599,
+        "talk": 1952,
+    }
+    assert np.bincount(levels[:, 1])[names[1].index("comp.sys")] == 590 + 578  # labels 3, 4
+
+    # the levels nest, so hierarchical_f_score accepts them; the tree of the dotted
+    # names itself (root, 7, 16 and 20 nodes, each document at its group's node) scores 1
+    first = levels[:, 0]
+    parent_1 = np.zeros(7, dtype=np.int64)
+    parent_2 = np.zeros(16, dtype=np.int64)
+    parent_2[levels[:, 1]] = 1 + first
+    parent_3 = np.zeros(20, dtype=np.int64)
+    parent_3[levels[:, 2]] = 8 + levels[:, 1]
+    tree = ClusterTree(np.concatenate([[-1], parent_1, parent_2, parent_3]))
+    assert tree.node_count == 44 and tree.max_depth == 3
+    assert hierarchical_f_score(levels, tree, 24 + levels[:, 2]) == 1.0
+    # all documents at the root: 2 p / (1 + p) for each class of each level
+    p = np.concatenate([np.bincount(levels[:, k]) for k in range(3)]) / levels.shape[0]
+    expected = np.sum(p * 2 * p / (1 + p)) / 3
+    score = hierarchical_f_score(levels, ClusterTree([-1]), np.zeros(levels.shape[0], dtype=int))
+    assert score == pytest.approx(expected, rel=1e-12)

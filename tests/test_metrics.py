@@ -14,10 +14,11 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.model_selection import GridSearchCV, cross_validate
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sk_hierclust import metrics
+from sk_hierclust._testing import make_config
 from sk_hierclust.metrics import (
     cluster_accuracy,
     cluster_accuracy_scorer,
@@ -25,6 +26,8 @@ from sk_hierclust.metrics import (
     dendrogram_purity_scorer,
     evaluate,
     format_scores,
+    hierarchical_f_score,
+    hierarchical_f_score_scorer,
     hierarchy_scores,
     leaf_purity,
     leaf_purity_scorer,
@@ -223,8 +226,9 @@ def test_scorers_in_pipeline():
 def test_public_names():
     assert sorted(metrics.__all__) == [
         "cluster_accuracy", "cluster_accuracy_scorer", "dendrogram_purity",
-        "dendrogram_purity_scorer", "evaluate", "format_scores", "hierarchy_scores",
-        "leaf_purity", "leaf_purity_scorer", "tree_distance_error",
+        "dendrogram_purity_scorer", "evaluate", "format_scores", "hierarchical_f_score",
+        "hierarchical_f_score_scorer", "hierarchy_scores", "leaf_purity", "leaf_purity_scorer",
+        "tree_distance_error",
     ]
     assert all(hasattr(metrics, name) for name in metrics.__all__)
 
@@ -367,3 +371,180 @@ def test_known_answer_mnist_test_set():
     tree, nodes = ClusterTree.from_linkage(Z, n_leaves=10)
     assert round(cluster_accuracy(y, nodes), 3) == 0.695
     assert round(normalized_mutual_info_score(y, nodes), 3) == 0.711
+
+
+# ------------------------------------------------- hierarchical F-score
+def brute_force_hierarchical_f_score(levels, tree, nodes):
+    """Reference: loop over the (level, class) pairs and the nodes, F from P and R."""
+    levels, nodes = np.asarray(levels), np.asarray(nodes)
+    in_subtree = np.zeros((nodes.size, tree.node_count), dtype=bool)
+    for s, v in enumerate(nodes):
+        in_subtree[s, [v, *tree.ancestors(int(v)).tolist()]] = True
+    total, weight = 0.0, 0
+    for level in range(levels.shape[1]):
+        for c in np.unique(levels[:, level]):
+            member = levels[:, level] == c
+            best = 0.0
+            for s in range(tree.node_count):
+                n_cs = np.sum(member & in_subtree[:, s])
+                if n_cs == 0:
+                    continue
+                precision = n_cs / in_subtree[:, s].sum()
+                recall = n_cs / member.sum()
+                best = max(best, 2 * precision * recall / (precision + recall))
+            total += member.sum() * best
+            weight += member.sum()
+    return total / weight
+
+
+@st.composite
+def trees_samples_and_levels(draw):
+    tree, nodes, y = draw(trees_and_samples())
+    # coarser levels by merging the fine classes 0..3, so that they nest
+    middle = np.array(draw(st.lists(st.integers(0, 2), min_size=4, max_size=4)))
+    top = np.array(draw(st.lists(st.integers(0, 1), min_size=3, max_size=3)))
+    n_levels = draw(st.integers(1, 3))
+    levels = np.column_stack([top[middle[y]], middle[y], y])[:, 3 - n_levels:]
+    return tree, nodes, levels
+
+
+@settings(max_examples=100, deadline=None)
+@given(trees_samples_and_levels(), st.booleans())
+def test_hierarchical_f_score_vs_brute_force(case, string_classes):
+    tree, nodes, levels = case
+    if string_classes:
+        levels = np.array(list("abcd"))[levels]
+    expected = brute_force_hierarchical_f_score(levels, tree, nodes)
+    score = hierarchical_f_score(levels, tree, nodes)
+    assert type(score) is float and 0 < score <= 1
+    assert abs(score - expected) <= 1e-12
+
+
+def test_hierarchical_f_score_hand():
+    #        0
+    #      /   \
+    #     1     2
+    #    / \
+    #   3   4
+    tree = ClusterTree([-1, 0, 0, 1, 1])
+    nodes = [3, 3, 4, 4, 1, 2, 2, 2]  # sample 4 stops at internal node 1
+    levels = np.column_stack([[0, 0, 0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 2, 2, 3]])
+    # n(s): 8, 5, 3, 2, 2. Coarse 0 = subtree of 1 and coarse 1 = subtree of 2: F = 1.
+    # Fine 0 = subtree of 3: F = 1; fine 1 (n = 3): node 4 gives 2 * 2 / (2 + 3) = 0.8
+    # (node 1: 6 / 8); fine 2 (n = 2): node 2 gives 4 / 5; fine 3 (n = 1): node 2, 2 / 4.
+    expected = (5 + 3 + 2 + 3 * 0.8 + 2 * 0.8 + 1 * 0.5) / 16
+    assert expected == 0.90625
+    assert hierarchical_f_score(levels, tree, nodes) == pytest.approx(expected, abs=1e-15)
+    # one level at a time: the fine level alone, the coarse level alone
+    assert hierarchical_f_score(levels[:, 1:], tree, nodes) == pytest.approx(6.5 / 8, abs=1e-15)
+    assert hierarchical_f_score(levels[:, :1], tree, nodes) == 1.0
+    # labels are names only: renaming them (strings, reversed order) changes nothing
+    renamed = np.column_stack([np.array(["z", "y"])[levels[:, 0]],
+                               np.array(["d", "c", "b", "a"])[levels[:, 1]]])
+    assert hierarchical_f_score(renamed, tree, nodes) == pytest.approx(expected, abs=1e-15)
+    # a tree whose subtrees are the true classes of every level scores 1
+    perfect = [3, 3, 4, 4, 4, 2, 2, 2]
+    assert hierarchical_f_score(np.column_stack([levels[:, 0], levels[:, 0]]), tree, perfect) == 1.0
+    # a level repeated counts twice: the score is the mean over the levels
+    y = levels[:, 1]
+    assert hierarchical_f_score(np.column_stack([y, y]), tree, nodes) == pytest.approx(6.5 / 8)
+    trivial = np.column_stack([np.zeros(8, dtype=int), y])  # one class at the top: F = 1
+    assert hierarchical_f_score(trivial, tree, nodes) == pytest.approx((1 + 6.5 / 8) / 2)
+
+
+def test_hierarchical_f_score_one_node_tree():
+    # every sample at the root: F(c) = 2 n(c) / (n + n(c)) = 2 p / (1 + p)
+    tree = ClusterTree([-1])
+    levels = np.column_stack([[0, 0, 0, 1], [0, 1, 2, 3]])
+    # coarse: p = 3/4 -> 6/7, p = 1/4 -> 2/5; fine: 4 classes with p = 1/4 -> 2/5
+    expected = (3 * 6 / 7 + 1 * 2 / 5 + 4 * 2 / 5) / 8
+    assert expected == pytest.approx(4 / 7, abs=1e-15)
+    assert hierarchical_f_score(levels, tree, [0, 0, 0, 0]) == pytest.approx(4 / 7, abs=1e-15)
+    # a single class and a single sample: F = 1
+    assert hierarchical_f_score([[0], [0], [0]], tree, [0, 0, 0]) == 1.0
+    assert hierarchical_f_score([["a", "b", "c"]], ClusterTree([-1, 0]), [1]) == 1.0
+
+
+def test_hierarchical_f_score_errors():
+    tree = ClusterTree([-1, 0, 0])
+    levels = np.column_stack([[0, 0, 1, 1], [0, 1, 2, 3]])
+    nodes = [1, 1, 2, 2]
+    with pytest.raises(ValueError, match="same number of rows.*got 4 and 3"):
+        hierarchical_f_score(levels, tree, nodes[:3])
+    with pytest.raises(ValueError, match=r"must be 2-D.*got shape \(4,\).*reshape\(-1, 1\)"):
+        hierarchical_f_score(levels[:, 1], tree, nodes)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        hierarchical_f_score(levels[:, :, None], tree, nodes)
+    with pytest.raises(ValueError, match="no level"):
+        hierarchical_f_score(np.zeros((4, 0)), tree, nodes)
+    with pytest.raises(ValueError, match="empty"):
+        hierarchical_f_score(np.zeros((0, 2)), tree, [])
+    with pytest.raises(ValueError, match="y_true_levels is None"):
+        hierarchical_f_score(None, tree, nodes)
+    with pytest.raises(ValueError, match="nodes must be 1-D"):
+        hierarchical_f_score(levels, tree, [nodes])
+    with pytest.raises(ValueError, match="node ids"):
+        hierarchical_f_score(levels, tree, [1, 1, 2, 3])
+    with pytest.raises(ValueError, match="ClusterTree"):
+        hierarchical_f_score(levels, "tree", nodes)
+    # not nested: fine classes 6 and 7 each lie under coarse classes 0 and 1; 6 is named
+    bad = np.column_stack([[0, 0, 1, 1, 0, 1], [5, 6, 6, 7, 7, 8]])
+    msg = "class 6 of level 1 lies under both 0 and 1 of level 0"
+    with pytest.raises(ValueError, match=f"not a nested hierarchy: {msg}"):
+        hierarchical_f_score(bad, tree, [1] * 6)
+    # the first offending level is named: level 1 nests in 0, level 2 does not nest in 1
+    bad = np.array([["A", "a", "x"], ["A", "b", "x"], ["B", "c", "y"], ["B", "c", "z"]])
+    msg = "class 'x' of level 2 lies under both 'a' and 'b' of level 1"
+    with pytest.raises(ValueError, match=msg):
+        hierarchical_f_score(bad, tree, nodes)
+
+
+def test_hierarchical_f_score_known_answer_digits(digits_linkage):
+    Z, y = digits_linkage
+    tree, nodes = ClusterTree.from_linkage(Z, n_leaves=10)
+    levels = np.column_stack([y % 2, y])  # odd / even digits, then digits
+    score = hierarchical_f_score(levels, tree, nodes)
+    assert round(score, 4) == 0.8297
+    assert score == pytest.approx(brute_force_hierarchical_f_score(levels, tree, nodes), abs=1e-12)
+    assert round(hierarchical_f_score(y[:, None], tree, nodes), 4) == 0.8658
+
+
+def test_hierarchical_f_score_scorer():
+    levels = np.column_stack([np.zeros(8, dtype=int), Y_FAKE])
+    model = FakeTreeModel(threshold=10.0).fit(X_FAKE)  # pure leaves
+    assert hierarchical_f_score_scorer(model, X_FAKE, levels) == 1.0
+    # a single leaf: the top class is node 1 (F = 1), each digit class 2 * 4 / (8 + 4)
+    model = FakeTreeModel().fit(X_FAKE)
+    assert hierarchical_f_score_scorer(model, X_FAKE, levels) == pytest.approx((1 + 2 / 3) / 2)
+    with pytest.raises(ValueError, match="hierarchical_f_score_scorer needs the true classes"):
+        hierarchical_f_score_scorer(model, X_FAKE, None)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        hierarchical_f_score_scorer(model, X_FAKE, Y_FAKE)
+    with pytest.raises(NotFittedError):
+        hierarchical_f_score_scorer(FakeTreeModel(), X_FAKE, levels)
+    # y of shape (n_samples, n_levels) goes through GridSearchCV to the scorer
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), FakeTreeModel()),
+        {"faketreemodel__threshold": [100.0, 0.0]},
+        scoring=hierarchical_f_score_scorer,
+        cv=2,
+    ).fit(X_FAKE, levels)
+    assert search.best_params_ == {"faketreemodel__threshold": 0.0}
+    assert search.best_score_ == 1.0
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], [5 / 6, 1.0])
+
+
+def test_hierarchical_f_score_scorer_treevae(planted):
+    X, y = planted
+    levels = np.column_stack([y // 2, y])
+    model = make_config("TreeVAE").fit(X)
+    nodes = model.apply(X)
+    score = hierarchical_f_score_scorer(model, X, levels)
+    assert score == hierarchical_f_score(levels, model.tree_, nodes)
+    assert score == pytest.approx(brute_force_hierarchical_f_score(levels, model.tree_, nodes),
+                                  abs=1e-12)
+    # better than the one-node tree: (2 (1/2) / (3/2) + 2 (1/4) / (5/4)) / 2 = 8 / 15
+    assert 8 / 15 < score <= 1
+    # the final step of a pipeline sees X passed through the steps before it
+    pipe = Pipeline([("identity", FunctionTransformer().fit(X)), ("treevae", model)])
+    assert hierarchical_f_score_scorer(pipe, X, levels) == score

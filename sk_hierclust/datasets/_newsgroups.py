@@ -2,7 +2,8 @@
 
 The raw messages are read from the archive (nothing is downloaded), turned
 into TF-IDF features and given the coarse labels of ``hierarchy.csv`` (or the
-usual six-topic grouping of the 20 standard groups).
+usual six-topic grouping of the 20 standard groups) and the three levels of
+the hierarchy of the groups' dotted names.
 """
 
 import csv
@@ -30,6 +31,9 @@ _NEWSGROUPS_SOURCE = (
     "sklearn.datasets.fetch_20newsgroups downloads)"
 )
 _HIERARCHY_COLUMNS = ["label_id", "newsgroup", "top_level_prefix", "six_topic_group"]
+
+#: Levels below the root of the hierarchy of dotted names (a tree of depth 4 with the root).
+_NEWSGROUPS_N_LEVELS = 3
 
 #: The usual six-topic grouping of the 20 groups; used only when the data
 #: folder has no ``hierarchy.csv`` (the shared data folder's file holds the
@@ -66,7 +70,10 @@ documents in 20 newsgroups, read from the raw 20news-bydate.tar.gz archive
 TfidfVectorizer fitted on the training messages, English stop words and terms
 in more than 95% of the training messages removed, the n_features most
 frequent remaining terms kept, rows L2-normalised. Coarse labels: the 7
-top-level name prefixes and the usual 6-topic grouping of the groups.
+top-level name prefixes and the usual 6-topic grouping of the groups. Hierarchy
+of depth 4 from the dotted names: root, first part (7 classes), first two parts
+(16), whole name (the 20 groups), e.g. comp / comp.sys / comp.sys.mac.hardware;
+a name with fewer parts stays at its last level (alt / alt.atheism / alt.atheism).
 """
 
 
@@ -149,6 +156,41 @@ def _newsgroups_split(group_docs, folder):
     return texts, np.array(target, dtype=np.int64)[order], np.array(names)[order]
 
 
+def _dotted_name_levels(target_names, n_levels=_NEWSGROUPS_N_LEVELS):
+    """Classes of the groups at the levels of the hierarchy of their dotted names.
+
+    Level ``k`` (``1 <= k < n_levels``) is the name's first ``k`` dot-separated
+    parts, the last level the whole name; a name with fewer parts stays at its
+    last level (``alt.atheism``: ``alt``, ``alt.atheism``, ``alt.atheism``).
+
+    Parameters
+    ----------
+    target_names : list of str
+        The newsgroups, in label order.
+    n_levels : int, default=3
+        Number of levels below the root.
+
+    Returns
+    -------
+    levels : ndarray of shape (n_newsgroups, n_levels), dtype int64
+        ``levels[g, k]`` indexes ``level_names[k]``, coarsest level first.
+    level_names : list of n_levels lists of str
+        The sorted class names of each level.
+    """
+    parts = [group.split(".") for group in target_names]
+    names = [
+        [".".join(p[: k + 1]) if k + 1 < n_levels else ".".join(p) for p in parts]
+        for k in range(n_levels)
+    ]
+    levels = np.empty((len(target_names), n_levels), dtype=np.int64)
+    level_names = []
+    for k, column in enumerate(names):
+        unique, ids = np.unique(column, return_inverse=True)
+        levels[:, k] = ids.ravel()
+        level_names.append([str(name) for name in unique])
+    return levels, level_names
+
+
 def _newsgroups_hierarchy(folder, target_names):
     """Coarse labels of the newsgroups, from ``hierarchy.csv`` when present.
 
@@ -164,7 +206,10 @@ def _newsgroups_hierarchy(folder, target_names):
     hierarchy : Bunch
         ``top_level`` / ``six_topic``: int64 arrays of shape
         (n_newsgroups,) indexing ``top_level_names`` / ``six_topic_names``
-        (sorted lists of str).
+        (sorted lists of str); ``levels``: int64 array of shape
+        (n_newsgroups, 3) indexing the 3 sorted lists of ``level_names``
+        (see :func:`_dotted_name_levels`; always from the names, whatever
+        ``hierarchy.csv`` says).
 
     Raises
     ------
@@ -219,11 +264,14 @@ def _newsgroups_hierarchy(folder, target_names):
         six = [_NEWSGROUPS_SIX_TOPICS[group] for group in target_names]
     top_names, top_ids = np.unique(top, return_inverse=True)
     six_names, six_ids = np.unique(six, return_inverse=True)
+    levels, level_names = _dotted_name_levels(target_names)
     return Bunch(
         top_level=top_ids.astype(np.int64),
         top_level_names=[str(name) for name in top_names],
         six_topic=six_ids.astype(np.int64),
         six_topic_names=[str(name) for name in six_names],
+        levels=levels,
+        level_names=level_names,
     )
 
 
@@ -380,7 +428,25 @@ def load_20newsgroups(
             array of shape (20,)) indexes ``six_topic_names``, the 6 topics
             ``computers, forsale, politics, recreation, religion, science``.
             Coarse labels of the documents are ``hierarchy.top_level[target]``
-            and ``hierarchy.six_topic[target]``.
+            and ``hierarchy.six_topic[target]``. Also ``levels`` (int64 array
+            of shape (20, 3)) and ``level_names``: the hierarchy of the
+            dotted names per newsgroup, see ``hierarchy_levels``.
+        hierarchy_levels : ndarray of shape (n_samples, 3), dtype int64
+            Class of each document at the 3 levels below the root of the
+            hierarchy of the dotted newsgroup names (a tree of depth 4),
+            coarsest first: the name's first part (``comp``), its first two
+            parts (``comp.sys``) and the whole name
+            (``comp.sys.mac.hardware``); a name with fewer parts stays at its
+            last level (``alt.atheism``: ``alt``, ``alt.atheism``,
+            ``alt.atheism``). Column ``k`` indexes
+            ``hierarchy_level_names[k]``. For the 20 standard groups the
+            levels have 7, 16 and 20 classes; the last column equals
+            ``target``. Equal to ``hierarchy.levels[target]``. The levels
+            nest, as :func:`~sk_hierclust.metrics.hierarchical_f_score`
+            requires of its ``y_true_levels``.
+        hierarchy_level_names : list of 3 lists of str
+            The sorted class names of each level of ``hierarchy_levels``
+            (the last one is ``target_names``).
         DESCR : str
             Description of the data set.
 
@@ -419,6 +485,8 @@ def load_20newsgroups(
     >>> news.data.shape, news.data.dtype  # doctest: +SKIP
     ((7532, 2000), dtype('float32'))
     >>> coarse = news.hierarchy.six_topic[news.target]  # doctest: +SKIP
+    >>> news.hierarchy_levels.shape, [len(n) for n in news.hierarchy_level_names]  # doctest: +SKIP
+    ((7532, 3), [7, 16, 20])
     """
     results, target_names, feature_names, hierarchy = _load_20newsgroups_subsets(
         data_home, (subset,), n_features, shuffle, random_state
@@ -433,6 +501,8 @@ def load_20newsgroups(
         feature_names=feature_names,
         filenames=filenames,
         hierarchy=hierarchy,
+        hierarchy_levels=hierarchy.levels[y],
+        hierarchy_level_names=[list(names) for names in hierarchy.level_names],
         DESCR=_NEWSGROUPS_DESCR,
     )
 
