@@ -241,9 +241,9 @@ def test_load_dataset(fake_home):
 
 def test_public_names():
     assert sorted(sk_hierclust.datasets.__all__) == [
-        "DATASETS", "FASHION_MNIST_CLASS_NODE", "FASHION_MNIST_HIERARCHY",
-        "get_data_home", "load_20newsgroups", "load_dataset", "load_digits",
-        "load_fashion_mnist", "load_mnist",
+        "BACKGROUND_PALETTE", "DATASETS", "FASHION_MNIST_CLASS_NODE", "FASHION_MNIST_HIERARCHY",
+        "FOREGROUND_PALETTE", "get_data_home", "load_20newsgroups", "load_dataset", "load_digits",
+        "load_fashion_mnist", "load_mnist", "make_colored_digits",
     ]
     assert DATASETS == ("digits", "mnist", "fashion_mnist", "20newsgroups")
     # classes 0..9 at leaves 9..18: T-shirt and Shirt are siblings (light tops),

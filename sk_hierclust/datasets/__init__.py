@@ -16,17 +16,25 @@ from ._idx import (
     load_mnist,
 )
 from ._newsgroups import _load_20newsgroups_subsets, load_20newsgroups
+from ._synthetic import (
+    BACKGROUND_PALETTE,
+    FOREGROUND_PALETTE,
+    make_colored_digits,
+)
 
 __all__ = [
+    "BACKGROUND_PALETTE",
     "DATASETS",
     "FASHION_MNIST_CLASS_NODE",
     "FASHION_MNIST_HIERARCHY",
+    "FOREGROUND_PALETTE",
     "get_data_home",
     "load_20newsgroups",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
+    "make_colored_digits",
 ]
 
 #: Names accepted by :func:`load_dataset`.
