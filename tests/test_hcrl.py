@@ -114,6 +114,121 @@ def test_coordinate_updates_are_normalised_and_follow_the_likelihood():
     assert S[0, 1] > 0.99
 
 
+def tiny_assignment_problem(n_samples=4, seed=0):
+    """A float64 module with 3 levels (3 full paths and 3 inner paths, J = 2) and its ELBO pieces."""
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    module = small_module().double()
+    n1, n2 = (module.add_node(0, rng.normal(size=2), rng.uniform(0.5, 2, size=2)) for _ in range(2))
+    for parent in (n1, n1, n2):
+        module.add_node(parent, rng.normal(size=2), rng.uniform(0.5, 2, size=2))
+    module.refresh()
+    with torch.no_grad():
+        module.stick_log_a.copy_(torch.tensor(rng.normal(scale=0.5, size=module.capacity)))
+        module.stick_log_b.copy_(torch.tensor(rng.normal(scale=0.5, size=module.capacity)))
+    module.pretraining = False
+    module.eval()  # the encoder's batch norm in eval mode: forward(x) sees the same q(z | x)
+    x = torch.tensor(rng.normal(size=(n_samples, 6)))
+    with torch.no_grad():
+        mean, var = module.encode(x)
+        ell = expected_gaussian_loglik(mean, var, module.node_mean, module.node_logvar)[:, module.paths]
+        elog_prior = module.path_log_prior()
+        elog_eta = torch.log_softmax(module.level_posterior(x)[0], 1)
+    assert ell.shape == (n_samples, 6, 3) and ell.dtype == torch.float64
+    return module, x, ell, elog_prior, elog_eta
+
+
+def assignment_elbo(module, ell, elog_prior, elog_eta, S, omega):
+    """The part of each sample's ELBO that depends on S and omega: minus the module's own terms."""
+    terms = module.assignment_terms(ell, elog_prior, elog_eta, S, omega)
+    return -(terms["kl_z"] + terms["kl_path"] + terms["kl_level"])
+
+
+def test_assignment_terms_are_the_terms_of_the_loss():
+    """The objective of the tests below is what forward's loss computes (eval mode: no draw)."""
+    module, x, ell, elog_prior, elog_eta = tiny_assignment_problem()
+    with torch.no_grad():
+        terms = module(x)
+        S, omega = module.assign(ell, elog_prior, elog_eta)
+        mine = module.assignment_terms(ell, elog_prior, elog_eta, S, omega)
+        var = module.encode(x)[1]
+    entropy_z = 0.5 * (np.log(2 * np.pi) + 1 + var.log()).sum(1)
+    assert_allclose(terms["kl_z"].numpy(), (mine["kl_z"] - entropy_z).numpy(), rtol=1e-12)
+    for key in ("kl_path", "kl_level"):
+        assert_allclose(terms[key].numpy(), mine[key].numpy(), rtol=1e-12)
+    # the terms written out: E[log p(z | path, level)] under q(path) q(level), and two KLs
+    S, omega, ell, elog_prior, elog_eta = (t.numpy() for t in (S, omega, ell, elog_prior, elog_eta))
+    n, P, L = ell.shape
+    for i in range(n):
+        want = -sum(S[i, p] * omega[i, lv] * ell[i, p, lv] for p in range(P) for lv in range(L))
+        assert_allclose(float(mine["kl_z"][i]), want, rtol=1e-12)
+        want = sum(S[i, p] * (np.log(S[i, p]) - elog_prior[p]) for p in range(P))
+        assert_allclose(float(mine["kl_path"][i]), want, rtol=1e-12)
+        want = sum(omega[i, lv] * (np.log(omega[i, lv]) - elog_eta[i, lv]) for lv in range(L))
+        assert_allclose(float(mine["kl_level"][i]), want, rtol=1e-12)
+
+
+def simplex_perturbations(optimum, rng, n_draws=1000):
+    """``n_draws`` points of the simplex around and away from ``optimum`` (K,): Dirichlet mixtures."""
+    draws = rng.dirichlet(np.full(optimum.shape[0], 0.5), size=n_draws)
+    t = np.concatenate([10.0 ** rng.uniform(-6, 0, size=n_draws - 1), [1.0]])[:, None]
+    return (1 - t) * optimum + t * draws
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_path_update_is_the_argmax_of_the_elbo_in_S(seed):
+    module, _, ell, elog_prior, elog_eta = tiny_assignment_problem(seed=seed)
+    rng = np.random.RandomState(seed)
+    omega = torch.tensor(rng.dirichlet(np.ones(3), size=ell.shape[0]))
+    S = module.update_path(ell, elog_prior, omega)
+    # (a) the softmax form derived independently: S_np ∝ exp(E[log p(p)] + sum_l omega_nl ell_npl)
+    logits = elog_prior.numpy()[None] + np.einsum("npl,nl->np", ell.numpy(), omega.numpy())
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    assert_allclose(S.numpy(), want / want.sum(1, keepdims=True), rtol=1e-12)
+    # (b) no point of the simplex has a larger ELBO, omega fixed
+    best = assignment_elbo(module, ell, elog_prior, elog_eta, S, omega).numpy()
+    for i in range(ell.shape[0]):
+        others = torch.tensor(simplex_perturbations(S[i].numpy(), rng))
+        k = others.shape[0]
+        value = assignment_elbo(module, ell[i].expand(k, -1, -1), elog_prior, elog_eta[i].expand(k, -1),
+                                others, omega[i].expand(k, -1)).numpy()
+        assert value.max() <= best[i] + 1e-10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_level_update_is_the_argmax_of_the_elbo_in_omega(seed):
+    module, _, ell, elog_prior, elog_eta = tiny_assignment_problem(seed=seed)
+    rng = np.random.RandomState(seed)
+    S = torch.tensor(rng.dirichlet(np.ones(ell.shape[1]), size=ell.shape[0]))
+    omega = module.update_level(ell, elog_eta, S)
+    # (a) omega_nl ∝ exp(E[log eta_nl] + sum_p S_np ell_npl)
+    logits = elog_eta.numpy() + np.einsum("npl,np->nl", ell.numpy(), S.numpy())
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    assert_allclose(omega.numpy(), want / want.sum(1, keepdims=True), rtol=1e-12)
+    # (b) no point of the simplex has a larger ELBO, S fixed
+    best = assignment_elbo(module, ell, elog_prior, elog_eta, S, omega).numpy()
+    for i in range(ell.shape[0]):
+        others = torch.tensor(simplex_perturbations(omega[i].numpy(), rng))
+        k = others.shape[0]
+        value = assignment_elbo(module, ell[i].expand(k, -1, -1), elog_prior, elog_eta[i].expand(k, -1),
+                                S[i].expand(k, -1), others).numpy()
+        assert value.max() <= best[i] + 1e-10
+
+
+def test_alternating_updates_never_decrease_the_elbo():
+    module, _, ell, elog_prior, elog_eta = tiny_assignment_problem(n_samples=8)
+    omega = torch.softmax(elog_eta, 1)
+    S = module.update_path(ell, elog_prior, omega)
+    values = [assignment_elbo(module, ell, elog_prior, elog_eta, S, omega)]
+    for _ in range(5):
+        omega = module.update_level(ell, elog_eta, S)
+        values.append(assignment_elbo(module, ell, elog_prior, elog_eta, S, omega))
+        S = module.update_path(ell, elog_prior, omega)
+        values.append(assignment_elbo(module, ell, elog_prior, elog_eta, S, omega))
+    values = torch.stack(values).numpy()
+    assert np.all(np.diff(values, axis=0) >= -1e-12)
+
+
 @pytest.mark.parametrize("local_eta", [True, False])
 def test_terms_declared_and_global_terms_only_in_training(local_eta):
     module = small_module(local_eta=local_eta)
@@ -147,6 +262,51 @@ def test_prune_and_merge():
     assert module.n_full == 1
     stats = {"gram": np.ones((1, 1)), "mass": np.ones(2)}
     assert dynamics._prune(module, np.zeros(1)) is None and dynamics._merge(module, stats) is None
+
+
+class _History:
+    def __init__(self):
+        self.row = {}
+
+    def record(self, key, value):
+        self.row[key] = value
+
+
+def test_epoch_statistics_of_the_tree_match_a_direct_computation():
+    module = small_module(n_levels=3)
+    n1, n2 = (module.add_node(0, np.zeros(2), np.ones(2)) for _ in range(2))
+    for parent in (n1, n1, n2, n2):
+        module.add_node(parent, np.zeros(2), np.ones(2))
+    module.refresh()
+    assert module.n_full == 4 and module.paths.shape[0] == 7
+    rng = np.random.RandomState(0)
+    batches = []
+    for n in (5, 3):  # two batches: the statistics sum over the epoch
+        S = torch.tensor(rng.dirichlet([3.0, 1.0, 0.5, 0.02, 0.3, 0.3, 0.3], size=n))
+        omega = torch.tensor(rng.dirichlet(np.ones(3), size=n))
+        module._accumulate(S, omega, torch.zeros(n, 2), torch.ones(n, 2))
+        batches.append((S.numpy(), omega.numpy()))
+    net = type("Net", (), {"module_": module, "history": _History()})()
+    module.pretraining = False
+    TreeDynamics(100, 100, 0.01, 0.9, 4, seed=0).initialize().on_epoch_end(net)  # no GROW/PRUNE/MERGE
+    row = net.history.row
+    S = np.concatenate([b[0] for b in batches])
+    omega = np.concatenate([b[1] for b in batches])
+    mass = S[:, :4].sum(0)
+    p = mass / mass.sum()
+    assert row["tree_event"] == "" and row["n_leaves"] == 4
+    assert_allclose(row["max_path_share"], p.max(), rtol=1e-12)
+    assert_allclose(row["path_entropy"], -np.sum(p * np.log(p)), rtol=1e-12)
+    assert row["n_used_paths"] == np.sum(p >= 0.01) == 3  # the 4th path's Dirichlet weight is 0.02
+    assert_allclose(row["internal_fraction"], np.mean(omega.argmax(1) < 2))
+    assert row["collapsed"] is False
+    # one path with all the mass: entropy 0, one used path, collapsed, no sample above the leaves
+    module.reset_statistics()
+    module._accumulate(torch.tensor([[1.0] + [0.0] * 6]), torch.tensor([[0.0, 0.0, 1.0]]),
+                       torch.zeros(1, 2), torch.ones(1, 2))
+    TreeDynamics(100, 100, 0.01, 0.9, 4, seed=0).initialize().on_epoch_end(net)
+    assert row["path_entropy"] == 0.0 and row["n_used_paths"] == 1 and row["collapsed"]
+    assert row["internal_fraction"] == 0.0
 
 
 # ---- parameters ----------------------------------------------------------------------------------
@@ -200,7 +360,13 @@ def test_history_of_the_two_phases(planted_model):
     train = [row for row in history if row["phase"] == "train"]
     # tree dynamics and KL terms only after pre-training
     assert not any({"tree_event", "n_leaves", "kl_z"} & set(row) for row in pretrain)
-    assert all({"tree_event", "n_leaves", "max_path_share", "collapsed", "kl_v"} <= set(row) for row in train)
+    tree_keys = {"tree_event", "n_leaves", "max_path_share", "path_entropy", "n_used_paths", "internal_fraction",
+                 "collapsed", "kl_v"}
+    assert all(tree_keys <= set(row) for row in train)
+    for row in train:  # the epoch's statistics describe the tree before the epoch's event
+        assert 0 <= row["path_entropy"] <= np.log(PLANTED_PARAMS["max_leaves"]) + 1e-9
+        assert 1 <= row["n_used_paths"] <= PLANTED_PARAMS["max_leaves"] and 0 <= row["internal_fraction"] <= 1
+        assert row["max_path_share"] >= np.exp(-row["path_entropy"]) - 1e-9  # max p >= exp(-H)
     # the default KL ramp is half the training phase: 5 // 2 = 2 epochs of 10 batches
     assert [row["kl_weight"] for row in train] == pytest.approx([0.45, 0.95, 1.0, 1.0, 1.0])
 

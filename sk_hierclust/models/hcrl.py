@@ -30,6 +30,7 @@ from ..nn.losses import (
 
 ETA_HIDDEN = 10  # the level-proportion encoder g_eta: D -> 10 -> 10 -> 2L (paper §"Neural architecture")
 COORDINATE_STEPS = 3  # alternating closed-form updates of q(path) and q(level) per batch
+USED_PATH_SHARE = 0.01  # a full path with this share of the path mass counts in history's n_used_paths
 MIN_VAR = 1e-3  # variance floor of a node set from embeddings (times their variance for the initial tree)
 
 
@@ -192,7 +193,8 @@ class HCRLModule(nn.Module):
         zeros = dict(device=self.node_mean.device, dtype=torch.float64)
         self.stats = {"mass": torch.zeros(n_paths, **zeros), "sum_mean": torch.zeros(n_paths, J, **zeros),
                       "sum_sq": torch.zeros(n_paths, J, **zeros),
-                      "gram": torch.zeros(self.n_full, self.n_full, **zeros)}
+                      "gram": torch.zeros(self.n_full, self.n_full, **zeros),
+                      "n_samples": torch.zeros((), **zeros), "n_internal": torch.zeros((), **zeros)}
 
     # ---- variational pieces -------------------------------------------------------------
     def sticks(self):
@@ -220,8 +222,47 @@ class HCRLModule(nn.Module):
         """Decode ``z``: logits or means, shape (B, D)."""
         return self.decoder(z.unsqueeze(0)).squeeze(0)
 
+    def update_path(self, ell, elog_prior, omega):
+        """Coordinate update of q(path) = S given q(level) = omega: the maximiser of the ELBO in S.
+
+        The ELBO's terms in ``S_n`` (:meth:`assignment_terms`) are ``sum_p S_np (E[log p(p)]
+        + sum_l omega_nl ell_npl) - sum_p S_np log S_np``, maximised over the simplex by
+        ``S_np ∝ exp(E[log p(p)] + sum_l omega_nl ell_npl)`` (Gibbs' inequality).
+
+        Parameters
+        ----------
+        ell : Tensor (B, P, L)
+        elog_prior : Tensor (P,)
+        omega : Tensor (B, L)
+
+        Returns
+        -------
+        Tensor (B, P)
+        """
+        return torch.softmax(elog_prior + (ell * omega.unsqueeze(1)).sum(2), 1)
+
+    def update_level(self, ell, elog_eta, S):
+        """Coordinate update of q(level) = omega given S: ``omega_nl ∝ exp(E[log eta_nl] + sum_p S_np ell_npl)``.
+
+        The maximiser over the simplex of the ELBO's terms in ``omega_n`` (see :meth:`update_path`).
+
+        Parameters
+        ----------
+        ell : Tensor (B, P, L)
+        elog_eta : Tensor (B, L)
+        S : Tensor (B, P)
+
+        Returns
+        -------
+        Tensor (B, L)
+        """
+        return torch.softmax(elog_eta + (ell * S.unsqueeze(2)).sum(1), 1)
+
     def assign(self, ell, elog_prior, elog_eta):
         """Closed-form coordinate updates of q(path) = S and q(level) = omega (paper eq. 4).
+
+        Starts from ``omega = softmax(E[log eta])`` and alternates :meth:`update_path` and
+        :meth:`update_level` ``COORDINATE_STEPS`` times.
 
         Parameters
         ----------
@@ -236,9 +277,23 @@ class HCRLModule(nn.Module):
         """
         omega = torch.softmax(elog_eta, 1)
         for _ in range(COORDINATE_STEPS):
-            S = torch.softmax(elog_prior + (ell * omega.unsqueeze(1)).sum(2), 1)
-            omega = torch.softmax(elog_eta + (ell * S.unsqueeze(2)).sum(1), 1)
+            S = self.update_path(ell, elog_prior, omega)
+            omega = self.update_level(ell, elog_eta, S)
         return S, omega
+
+    @staticmethod
+    def assignment_terms(ell, elog_prior, elog_eta, S, omega):
+        """The negative-ELBO terms of each sample that depend on S and omega, each (B,).
+
+        ``kl_z`` here is ``-E_q(path, level, z)[log p(z | node)] = -sum_pl S_np omega_nl ell_npl``
+        (:meth:`forward` subtracts the entropy of q(z | x)); ``kl_path = KL(S_n || exp E[log
+        p(path)])`` and ``kl_level = sum_l omega_nl (log omega_nl - E[log eta_nl])``.
+        """
+        return {
+            "kl_z": -(ell * S.unsqueeze(2) * omega.unsqueeze(1)).sum((1, 2)),
+            "kl_path": (S * (S.clamp_min(1e-30).log() - elog_prior)).sum(1),
+            "kl_level": (omega * (omega.clamp_min(1e-30).log() - elog_eta)).sum(1),
+        }
 
     def infer(self, x):
         """Posterior quantities at the posterior means (deterministic; used by predict/apply).
@@ -278,12 +333,8 @@ class HCRLModule(nn.Module):
         with torch.no_grad():
             S, omega = self.assign(ell, elog_prior, elog_eta)
         entropy_z = 0.5 * (LOG_2PI + 1 + var.log()).sum(1)
-        terms = {
-            "rec": rec,
-            "kl_z": -(ell * S.unsqueeze(2) * omega.unsqueeze(1)).sum((1, 2)) - entropy_z,
-            "kl_path": (S * (S.clamp_min(1e-30).log() - elog_prior)).sum(1),
-            "kl_level": (omega * (omega.clamp_min(1e-30).log() - elog_eta)).sum(1),
-        }
+        terms = {"rec": rec, **self.assignment_terms(ell, elog_prior, elog_eta, S, omega)}
+        terms["kl_z"] = terms["kl_z"] - entropy_z
         prior = (torch.zeros_like(self.eta_prior_var), self.eta_prior_var)
         if self.local_eta:
             terms["kl_eta"] = kl_normal(eta_mean, eta_var, *prior)
@@ -293,11 +344,13 @@ class HCRLModule(nn.Module):
             a, b = self.sticks()
             kl_v = (kl_beta(a, b, 1.0, self.gamma) * self.has_stick).sum()
             terms["kl_v"] = kl_v.expand(x.shape[0]) / self.n_train
-            self._accumulate(S.detach(), mean.detach(), var.detach())
+            self._accumulate(S.detach(), omega.detach(), mean.detach(), var.detach())
         return terms
 
-    def _accumulate(self, S, mean, var):
+    def _accumulate(self, S, omega, mean, var):
         S64 = S.double()
+        self.stats["n_samples"] += S.shape[0]
+        self.stats["n_internal"] += (omega.argmax(1) < self.n_levels - 1).sum()
         self.stats["mass"] += S64.sum(0)
         self.stats["sum_mean"] += S64.T @ mean.double()
         self.stats["sum_sq"] += S64.T @ (mean.square() + var).double()
@@ -356,9 +409,10 @@ class TreeDynamics(Callback):
     ``lock_epochs`` epochs, PRUNE removes a random full path with less than
     ``prune_threshold`` of the mass, else MERGE joins the two full paths whose posterior
     vectors have the highest cosine similarity above ``merge_threshold``. Each epoch's
-    event, number of leaves (full paths) and the largest full path's share of the full
-    paths' mass (before the event) are recorded in the history; a share above 0.99 is
-    recorded as ``collapsed``.
+    event and number of leaves (full paths, after the event) are recorded in the history,
+    with the epoch's statistics of the tree before the event (:meth:`tree_statistics`:
+    ``max_path_share``, ``path_entropy``, ``n_used_paths``, ``internal_fraction``); a
+    ``max_path_share`` above 0.99 is recorded as ``collapsed``.
 
     It acts only after pre-training (``module.pretraining`` False). skorch calls
     :meth:`initialize` at the start of every training phase (``net.set_params`` of the KL
@@ -401,6 +455,7 @@ class TreeDynamics(Callback):
         self.epoch_ += 1
         stats = {k: v.cpu().numpy() for k, v in module.stats.items()}
         share = stats["mass"][:module.n_full] / stats["mass"].sum()
+        record = self.tree_statistics(stats, module.n_full)
         alive_before, event = module.alive, None
         if self.epoch_ % self.grow_every == 0:
             event = self._grow(module, stats)
@@ -414,9 +469,27 @@ class TreeDynamics(Callback):
                                        module.stick_log_b), new)
         net.history.record("tree_event", event or "")
         net.history.record("n_leaves", module.n_full)
-        largest = float(share.max() / share.sum())  # among the full paths
-        net.history.record("max_path_share", largest)
-        net.history.record("collapsed", largest > 0.99)
+        for key, value in record.items():
+            net.history.record(key, value)
+        net.history.record("collapsed", record["max_path_share"] > 0.99)
+
+    @staticmethod
+    def tree_statistics(stats, n_full):
+        """What an unsupervised fit knows of the tree from an epoch's sums of q(path) and q(level).
+
+        ``p`` is the full paths' share of their summed ``q(path | x)`` mass (normalised among
+        the full paths): ``max_path_share`` is ``max p``, ``path_entropy`` ``-sum p log p``
+        (nats; ``log n_leaves`` for equal paths, 0 for one), ``n_used_paths`` the number of
+        full paths with ``p >= USED_PATH_SHARE``; ``internal_fraction`` is the fraction of
+        the epoch's samples whose most probable level (argmax of ``q(level | x)``) is above
+        the leaves' level.
+        """
+        mass = stats["mass"][:n_full]
+        p = mass / mass.sum()
+        nonzero = p[p > 0]
+        return {"max_path_share": float(p.max()), "path_entropy": float(-(nonzero * np.log(nonzero)).sum()),
+                "n_used_paths": int((p >= USED_PATH_SHARE).sum()),
+                "internal_fraction": float(stats["n_internal"] / max(stats["n_samples"], 1))}
 
     def _grow(self, module, stats):
         p = self.rng_.choice(len(stats["mass"]), p=stats["mass"] / stats["mass"].sum())
@@ -490,9 +563,10 @@ class HCRL(BaseDeepClusterer):
        mean and per-dimension variance of its cluster, an internal node's at the mean of its
        subtree with its children's average variance (a broad node would take every sample),
        and the variance of ``q(z | x)``, untrained so far, at the leaves' average variance.
-    2. **Coordinate updates.** ``S`` and ``omega`` are alternated 3 times per batch starting
-       from ``omega = softmax(E[log eta])`` and treated as constants in the gradient of the
-       ELBO (at a coordinate optimum their gradient vanishes).
+    2. **Coordinate updates.** ``S`` and ``omega`` (each the exact maximiser of the ELBO in
+       it, the other fixed) are alternated 3 times per batch starting from ``omega =
+       softmax(E[log eta])`` and treated as constants in the gradient of the ELBO (at a
+       coordinate optimum their gradient vanishes).
     3. **E[log eta].** The logistic normal has no closed form: one reparameterised draw per
        sample in training, its mean at inference (deterministic predictions).
     4. **Inner paths** use their last node's Gaussian for the levels below it (the new
@@ -586,8 +660,13 @@ class HCRL(BaseDeepClusterer):
         Leaf (full path) label of each training sample.
     history_ : list of dict
         Per epoch: phase (``"pretrain"`` or ``"train"``), ELBO terms, KL weight and, in
-        the training phase, ``tree_event`` (grow/prune/merge), ``n_leaves``,
-        ``max_path_share`` and ``collapsed``.
+        the training phase, ``tree_event`` (grow/prune/merge), ``n_leaves`` and what the
+        fit knows of the tree, summed over the epoch's batches: ``max_path_share`` (the
+        largest full path's share of the full paths' ``q(path | x)`` mass), ``path_entropy``
+        (entropy of those shares, nats), ``n_used_paths`` (full paths with at least 1% of
+        it), ``internal_fraction`` (fraction of the samples whose most probable level is
+        above the leaves) and ``collapsed`` (``max_path_share > 0.99``); see
+        :meth:`TreeDynamics.tree_statistics`.
     likelihood_, encoder_ : str
         The likelihood and encoder in use (``"auto"`` resolved).
     input_shape_ : tuple or None
