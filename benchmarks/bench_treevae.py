@@ -14,10 +14,12 @@ fit <= 30 min; one full-tree epoch over 60,000 images at 10 leaves <= 15 s.
 
 import argparse
 import copy
+import os
 import time
 
 import joblib
 import numpy as np
+import torch
 from scipy.cluster.hierarchy import linkage
 from sklearn.metrics import normalized_mutual_info_score
 
@@ -67,6 +69,183 @@ def epoch_seconds(model, X, n_leaves_list):
     return out
 
 
+# ---- --timing: CPU seconds of one full-tree training epoch (issue 10 §2) -------------------
+# Self-contained (used by ``--timing`` only): each timing builds a tree of N leaves, sharpens its
+# routers as training does, and trains it for a few batches under one thread.
+
+TIMING_LEAVES = (2, 5, 10, 20)
+TIMING_EPOCH_IMAGES = 60_000
+TIMING_BATCH = 256
+TIMING_LOGIT_SCALE = 25.0
+
+
+def _timing_estimator(kind, X, n_leaves, seed=0):
+    """A TreeVAE net (untrained) whose module is grown by hand to ``n_leaves`` balanced leaves.
+
+    The shallowest leaf is split until the tree has ``n_leaves`` leaves; returns the
+    estimator (``net_`` set) and the validated X.
+    """
+    est = TreeVAE(encoder=kind, input_shape=(1, 28, 28), max_depth=8, batch_size=TIMING_BATCH,
+                  random_state=seed)
+    X = est._validate_fit_data(X)  # the steps of BaseDeepClusterer._fit, up to training
+    est._check_params_vs_input(X)
+    with est._seeded(est.device) as s:
+        est.net_ = est._make_net(est._build_module(X), s)
+        module = est.net_.module_
+        while len(module.leaf_slots) < n_leaves:
+            module.start_split(min(module.leaf_slots, key=lambda v: (module.depth(v), v)))
+            module.commit_split()
+    return est, X
+
+
+def _sharpen_routers(module, x, logit_scale=TIMING_LOGIT_SCALE):
+    """Make the inference routers send each sample mostly to one leaf, every leaf a similar share.
+
+    Top-down, each binary node's last router layer is rescaled so that its logits on ``x``
+    (train mode, batch-norm statistics weighted by reaching the node, as in training) have
+    weighted standard deviation ``logit_scale`` and send to the right child the fraction of
+    the node's samples equal to that child's share of the node's leaves: what a trained tree
+    looks like (a few leaves above the threshold per sample, none nearly empty).
+    """
+    module.train()
+    n_under = {v: sum(v in module.path(leaf) for leaf in module.leaf_slots) for v in range(len(module.parent))}
+    last = module.router_q.linears[-1]
+    with torch.no_grad():
+        d = module.bottom_up_features(x)
+        levels, _ = module.plan.on(x.device)
+        prob = x.new_ones(1, x.shape[0])
+        for k, level in enumerate(levels):
+            p_int = prob[level["int_pos"]]
+            logits = module.router_q(d[k], level["int_rows"], p_int).squeeze(-1)
+            for m, v in enumerate(level["int_rows"].tolist()):
+                live = module.live_children(v)
+                if len(live) < 2:
+                    continue
+                w, lg = p_int[m] / p_int[m].sum(), logits[m]
+                order = torch.argsort(lg)
+                cum = torch.cumsum(w[order], 0)
+                cut = lg[order][torch.searchsorted(cum, 1 - n_under[live[1]] / n_under[v]).clamp(max=len(lg) - 1)]
+                std = ((w * (lg - (w * lg).sum()).square()).sum()).sqrt().clamp_min(1e-6)
+                scale = logit_scale / std
+                last.weight[v] *= scale
+                last.bias[v] = (last.bias[v] - cut) * scale
+            q = torch.sigmoid(module.router_q(d[k], level["int_rows"], p_int)).squeeze(-1)
+            prob = p_int[level["par"]] * module._children_probs(q, level)
+
+
+def _pairs_per_sample(module, x):
+    """Mean number of leaves per sample with ``P(leaf | x) >= leaf_prob_threshold`` (train mode)."""
+    module.train()
+    with torch.no_grad():
+        probs = module.leaf_probabilities(x)
+    return float((probs >= module.leaf_prob_threshold).sum(0).double().mean())
+
+
+def _per_leaf_expected_nll(module):
+    """``module.expected_nll`` computed leaf by leaf on each leaf's pairs (the FLOPs that must be done)."""
+    from sk_hierclust.nn.losses import negative_log_likelihood
+
+    def expected_nll(x, z, probs, decoders):
+        if not module.training or module.leaf_prob_threshold <= 0:
+            return type(module).expected_nll(module, x, z, probs, decoders)
+        leaf, sample = (probs >= module.leaf_prob_threshold).nonzero(as_tuple=True)
+        counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
+        out = torch.cat([decoders(zs[None], slice(j, j + 1))[0]
+                         for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]])
+        nll = negative_log_likelihood(x[sample], out, module.likelihood)
+        return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
+
+    return expected_nll
+
+
+def _step_flops(module, x):
+    """FLOPs (``FlopCounterMode``) of one training step's forward and backward on the batch ``x``.
+
+    Counted with every leaf decoding its own pairs in its own call: the arithmetic the step
+    needs, whatever padding or grouping the module's own pass adds (and ``FlopCounterMode``
+    counts a grouped convolution's weight gradient as if it were ungrouped).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module.train()
+    module.expected_nll = _per_leaf_expected_nll(module)
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            sum(term.mean() for term in module(x).values()).backward()
+    finally:
+        del module.expected_nll
+        module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def _sgemm_rate(n=1024, reps=5):
+    """Single-thread float32 matmul rate (FLOP/s) of ``n x n`` matrices, by CPU time."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.process_time()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.process_time() - start)
+
+
+def timing_epoch(kind, X, n_leaves, n_batches):
+    """CPU seconds of one full-tree training epoch over 60,000 images, measured on ``n_batches``.
+
+    Returns ``(seconds, (pairs_before, pairs_after), flops_per_step)``: the CPU time
+    (``time.process_time``) of training on ``n_batches`` batches of ``X`` (the estimator's
+    own epoch: skorch loop, loss, backward, Adam) scaled to 60,000 images, the mean number
+    of (sample, leaf) pairs decoded per sample before and after those batches, and the
+    FLOPs of one training step (:func:`_step_flops`).
+    """
+    est, X = _timing_estimator(kind, X, n_leaves)
+    module = est.net_.module_
+    rng = np.random.RandomState(0)
+    _sharpen_routers(module, torch.as_tensor(X[rng.choice(len(X), 2048, replace=False)]))
+    batch = torch.as_tensor(X[rng.choice(len(X), TIMING_BATCH, replace=False)])
+    pairs = _pairs_per_sample(module, batch)
+    flops = _step_flops(module, batch)
+    est._run_phase(est.net_, X[:3 * TIMING_BATCH], "warmup", 1)  # first-call costs
+    subset = X[rng.choice(len(X), n_batches * TIMING_BATCH, replace=False)]
+    start = time.process_time()
+    est._run_phase(est.net_, subset, "timing", 1)
+    seconds = time.process_time() - start
+    pairs_after = _pairs_per_sample(module, batch)  # routers trained on (sharper still, usually)
+    return seconds * TIMING_EPOCH_IMAGES / len(subset), (pairs, pairs_after), flops
+
+
+def timing_main(data_home, n_batches, leaves=TIMING_LEAVES, kinds=("conv", "mlp")):
+    """Print ``epoch_cpu_s``, ``floor_s`` and ``ratio_to_floor`` lines (see ``--timing``)."""
+    import sk_hierclust
+    from sk_hierclust.datasets import load_mnist
+
+    torch.set_num_threads(1)
+    X = load_mnist(data_home=data_home)[0]
+    steps = TIMING_EPOCH_IMAGES / TIMING_BATCH
+    print(f"# one thread, CPU time (time.process_time); each epoch measured on {n_batches} batches of "
+          f"{TIMING_BATCH} MNIST images and scaled to {TIMING_EPOCH_IMAGES}; trees grown to N balanced "
+          f"leaves, routers sharpened (logit sd {TIMING_LOGIT_SCALE:g}) so each sample reaches mostly one leaf; "
+          f"sk_hierclust from {os.path.dirname(os.path.dirname(sk_hierclust.__file__))}", flush=True)
+    results = {}
+    for n_leaves in leaves:
+        row = {kind: timing_epoch(kind, X, n_leaves, n_batches) for kind in kinds}
+        results[n_leaves] = row
+        print(f"epoch_cpu_s leaves={n_leaves} " + " ".join(f"{k}={v[0]:.1f}" for k, v in row.items())
+              + "  (pairs/sample " + " ".join(f"{k}={v[1][0]:.2f}->{v[1][1]:.2f}" for k, v in row.items())
+              + ")", flush=True)
+    rate = _sgemm_rate()
+    ref = 10 if 10 in results else leaves[-1]
+    floor = {k: v[2] * steps / rate for k, v in results[ref].items()}
+    print(f"floor_s leaves={ref} " + " ".join(f"{k}={v:.1f}" for k, v in floor.items())
+          + "  (FLOPs/step " + " ".join(f"{k}={results[ref][k][2] / 1e9:.2f}G" for k in floor)
+          + f", {steps:.1f} steps/epoch, sgemm {rate / 1e9:.0f} GFLOP/s one thread)")
+    print(f"ratio_to_floor leaves={ref} " + " ".join(f"{k}={results[ref][k][0] / v:.2f}" for k, v in floor.items()))
+    if 2 in results and ref != 2:
+        print(f"ratio_to_2_leaves leaves={ref} "
+              + " ".join(f"{k}={results[ref][k][0] / results[2][k][0]:.2f}" for k in kinds))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"])
@@ -80,7 +259,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--save", default=None, metavar="PATH", help="joblib-dump the fitted model there")
+    parser.add_argument("--timing", action="store_true",
+                        help="only print the CPU seconds of a full-tree epoch at 2, 5, 10, 20 leaves (one thread)")
+    parser.add_argument("--timing-batches", type=int, default=40, help="batches timed per epoch in --timing")
+    parser.add_argument("--timing-leaves", type=int, nargs="+", default=list(TIMING_LEAVES),
+                        help="leaf counts of --timing")
     args = parser.parse_args(argv)
+    if args.timing:
+        timing_main(args.data_home or "/work/shared/data", args.timing_batches, tuple(args.timing_leaves))
+        return
 
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, data_home=args.data_home)
     X_train, y_train = X_train[:args.n_train], y_train[:args.n_train]

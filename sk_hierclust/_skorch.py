@@ -8,9 +8,11 @@ A model's torch module declares what the net needs to know about it:
 - ``annealed_terms``: the names of the terms multiplied by the KL weight of
   :class:`KLAnnealing` during training.
 
-Each training phase is configured through ``net.set_params(phase=..., kl_anneal_epochs=...)``
-(plain net parameters, so the callbacks, the user's included, keep their state), never by
-editing the net's internals.
+Each training phase is configured through ``net.set_params(phase=..., kl_anneal_epochs=...,
+kl_start=..., kl_rate=...)`` (plain net parameters, so the callbacks, the user's included, keep
+their state; ``set_params(callbacks__...)`` would re-initialise them all), never by editing the
+net's internals or its callbacks. A learning-rate step decay restarted at every phase is
+:func:`step_lr_scheduler`.
 """
 
 import math
@@ -20,7 +22,7 @@ from collections import deque
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog, ProgressBar
+from skorch.callbacks import Callback, EpochTimer, LRScheduler, PassthroughScoring, PrintLog, ProgressBar
 
 
 class ELBONet(NeuralNet):
@@ -44,6 +46,13 @@ class ELBONet(NeuralNet):
     kl_anneal_epochs : float, default=0
         Length in epochs of the KL weight's ramp from 0 to 1 at the start of every
         ``partial_fit`` (see :class:`KLAnnealing`); 0 means weight 1 from the start.
+        Ignored when ``kl_rate`` is set.
+    kl_start : float, default=0.0
+        KL weight of the first epoch of a ``partial_fit`` when ``kl_rate`` is set.
+    kl_rate : float, optional
+        Per-epoch increase of the KL weight (see :class:`KLAnnealing`): the weight of the
+        ``e``-th epoch (from 0) of a ``partial_fit`` is ``min(1, kl_start + e * kl_rate)``.
+        None: the per-batch ramp over ``kl_anneal_epochs``.
     **kwargs
         Passed to :class:`skorch.NeuralNet` (``optimizer``, ``lr``, ``batch_size``, ...).
 
@@ -61,11 +70,13 @@ class ELBONet(NeuralNet):
 
     kl_weight = 1.0
 
-    def __init__(self, module, *args, criterion=None, phase="train", kl_anneal_epochs=0, model_name=None,
-                 **kwargs):
+    def __init__(self, module, *args, criterion=None, phase="train", kl_anneal_epochs=0, kl_start=0.0,
+                 kl_rate=None, model_name=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, **kwargs)
         self.phase = phase
         self.kl_anneal_epochs = kl_anneal_epochs
+        self.kl_start = kl_start
+        self.kl_rate = kl_rate
         self.model_name = model_name
 
     @property
@@ -146,22 +157,84 @@ class ELBONet(NeuralNet):
 
 
 class KLAnnealing(Callback):
-    """Raise the KL weight linearly from 0 to 1 over the first ``net.kl_anneal_epochs`` of a ``partial_fit``.
+    r"""Set the KL weight ``net.kl_weight`` (``alpha``) of every training batch; restarted at every ``partial_fit``.
 
-    The weight is updated before every training batch (Manduchi et al. 2023, App. D; a
-    training phase of a growing tree is one ``partial_fit`` call). The ramp of a phase is
-    the net's parameter ``kl_anneal_epochs`` (``net.set_params(kl_anneal_epochs=...)``);
-    0 means weight 1 from the start.
+    A training phase (e.g. of a growing tree) is one ``partial_fit`` call; its schedule is
+    read from the net's parameters at the start of the phase
+    (``net.set_params(kl_anneal_epochs=..., kl_start=..., kl_rate=...)``):
+
+    - ``kl_rate`` None: a per-batch linear ramp from 0 to 1 over the first
+      ``kl_anneal_epochs`` epochs (Manduchi et al. 2023, App. D),
+      :math:`\alpha_t = \min(1, t / (E_a S))` at the ``t``-th batch (from 0) of the phase,
+      ``S`` batches per epoch; ``kl_anneal_epochs=0`` means weight 1 from the start.
+    - ``kl_rate`` set: a per-epoch step, :math:`\alpha_e = \min(1, \alpha_0 + e\,r)` during
+      the ``e``-th epoch (from 0) of the phase, ``alpha_0 = kl_start``, ``r = kl_rate``. This
+      is the authors' ``AnnealKLCallback`` (Manduchi et al. 2023, public code): the weight
+      starts at ``kl_start`` and is set to ``min(1, kl_start + (e + 1) * kl_rate)`` at the end
+      of epoch ``e``. A phase of ``n`` epochs trains with ``alpha_0, ..., alpha_0 + (n - 1) r``
+      and reaches ``min(1, alpha_0 + n r)`` when it ends (:meth:`weight_after`; 0.15 after
+      150 epochs at ``kl_rate=0.001``, a weight the authors' next phase never uses, as it
+      restarts at ``kl_start``).
+
+    The weight of every epoch's last batch is recorded as ``kl_weight`` (:class:`PhaseLog`).
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.total_steps_ = net.kl_anneal_epochs * math.ceil(X.shape[0] / net.batch_size)
         self.step_ = 0
+        self.first_epoch_ = len(net.history)
+        self.kl_start_, self.kl_rate_ = getattr(net, "kl_start", 0.0), getattr(net, "kl_rate", None)
+
+    @staticmethod
+    def epoch_weight(kl_start, kl_rate, epoch):
+        """KL weight ``min(1, kl_start + epoch * kl_rate)`` of the ``epoch``-th epoch (from 0) of a phase."""
+        return min(1.0, kl_start + epoch * kl_rate)
+
+    def weight_after(self, n_epochs):
+        """The weight the per-epoch schedule reaches at the end of ``n_epochs`` epochs (the next epoch's)."""
+        return self.epoch_weight(self.kl_start_, self.kl_rate_, n_epochs)
+
+    def on_epoch_begin(self, net, **kwargs):
+        if self.kl_rate_ is not None:
+            # the net's own on_epoch_begin has already opened this epoch's history row
+            net.kl_weight = self.epoch_weight(self.kl_start_, self.kl_rate_, len(net.history) - 1 - self.first_epoch_)
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if training:
+        if training and self.kl_rate_ is None:
             net.kl_weight = min(1.0, self.step_ / self.total_steps_) if self.total_steps_ else 1.0
             self.step_ += 1
+
+
+def step_lr_scheduler(step_epochs, gamma):
+    r"""A learning-rate step decay restarted at every phase: skorch's ``LRScheduler`` with torch's ``StepLR``.
+
+    In the ``e``-th epoch (from 0) of every ``partial_fit`` the learning rate is
+    :math:`\eta_e = \eta\, \gamma^{\lfloor e / s \rfloor}`, ``eta`` the net's ``lr``,
+    ``s = step_epochs``: skorch creates the scheduler at the start of every ``partial_fit``
+    on the optimizer of that phase, and ``last_epoch=-1`` starts it afresh (skorch's default
+    would resume from the net's total epoch count). The rate is recorded in ``history``
+    as ``lr`` by :class:`PhaseLog`. When a phase ends the callback drops its scheduler, which
+    would otherwise keep that phase's optimizer (and its Adam state) in a pickled model.
+
+    Parameters
+    ----------
+    step_epochs : int
+        Epochs between two decays (the authors' 100).
+    gamma : float
+        Factor of each decay (the authors' 0.1).
+
+    Returns
+    -------
+    skorch.callbacks.LRScheduler
+    """
+    return _PhaseLRScheduler(policy="StepLR", step_size=step_epochs, gamma=gamma, last_epoch=-1, event_name=None)
+
+
+class _PhaseLRScheduler(LRScheduler):
+    """skorch's ``LRScheduler``, without a reference to the optimizer once a ``partial_fit`` ends."""
+
+    def on_train_end(self, net, **kwargs):
+        self.lr_scheduler_ = None
 
 
 class DivergenceGuard(Callback):
@@ -232,7 +305,17 @@ class GeometricAnnealing(Callback):
 
 
 class PhaseLog(Callback):
-    """Record, per epoch, the training phase (``net.phase``) and the last KL weight."""
+    """Record, per epoch, the training phase (``net.phase``), the learning rate and the last KL weight.
+
+    ``lr`` is the learning rate of the optimizer's first parameter group during the epoch
+    (read when the epoch begins, after any scheduler's step of the previous epoch);
+    ``kl_weight`` the weight of the epoch's last batch.
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        optimizer = getattr(net, "optimizer_", None)
+        if optimizer is not None and optimizer.param_groups:
+            net.history.record("lr", optimizer.param_groups[0]["lr"])
 
     def on_epoch_end(self, net, **kwargs):
         net.history.record("phase", net.phase)

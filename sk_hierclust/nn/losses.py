@@ -139,3 +139,44 @@ def expected_gaussian_loglik(mean, var, node_mean, node_logvar):
     quad = ((var + mean.square()) @ prec.T - 2 * mean @ (node_mean * prec).T
             + (node_mean.square() * prec).sum(1))
     return -0.5 * (node_mean.shape[1] * LOG_2PI + node_logvar.sum(1) + quad)
+
+
+def nt_xent(z1, z2, temperature=0.5, reduction="mean"):
+    r"""NT-Xent, SimCLR's normalized temperature-scaled cross entropy (Chen et al. 2020, eq. 1).
+
+    The ``2N`` rows ``u = normalize(cat(z1, z2))`` (unit L2 norm) form ``N`` positive pairs:
+    row ``i`` of ``z1`` and row ``i`` of ``z2`` (two views of one sample). Each row ``i`` is an
+    anchor whose positive is its pair ``j(i) = i ± N`` and whose negatives are the other
+    ``2N - 2`` rows:
+
+    .. math::
+
+        \ell_i = -\log \frac{\exp(u_i^\top u_{j(i)} / \tau)}{\sum_{k \ne i} \exp(u_i^\top u_k / \tau)},
+        \qquad \mathcal{L} = \frac{1}{2N} \sum_{i=1}^{2N} \ell_i .
+
+    Used by TreeVAE's contrastive extension (Manduchi et al. 2023, §2.6).
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (..., N, F)
+        The two views' embeddings (or probability vectors); leading dimensions are
+        independent problems (e.g. one per depth). ``N >= 2``.
+    temperature : float, default=0.5
+        ``tau > 0``.
+    reduction : {"mean", "none"}, default="mean"
+        ``"mean"``: ``L``, shape ``(...)``; ``"none"``: the per-anchor ``l_i``, shape
+        ``(..., 2N)``, rows of ``z1`` first.
+
+    Returns
+    -------
+    Tensor
+        Nats.
+    """
+    n = z1.shape[-2]
+    u = F.normalize(torch.cat([z1, z2], -2), dim=-1)
+    sim = u @ u.transpose(-1, -2) / temperature
+    index = torch.arange(2 * n, device=u.device)
+    positive = sim[..., index, (index + n) % (2 * n)]
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
+    loss = torch.logsumexp(sim, -1) - positive
+    return loss.mean(-1) if reduction == "mean" else loss

@@ -1,0 +1,291 @@
+"""The packed leaf-decoder pass of TreeVAE training against the per-leaf reference.
+
+In training mode (``leaf_prob_threshold > 0``) every leaf decodes only the samples that
+reach it with probability at least the threshold, its batch-norm statistics being those
+samples' own. ``TreeVAEModule.expected_nll`` does this for all leaves in one padded batched
+pass (:func:`sk_hierclust.nn.layers.decode_pairs`); the reference below is the former
+implementation, one decoder call per leaf. Both run in float64 on random trees, thresholds,
+decoders and likelihoods, and must give the same loss, gradients and running statistics up
+to rounding.
+"""
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from numpy.testing import assert_allclose, assert_array_equal
+
+from sk_hierclust.models.treevae import TreeVAEModule
+from sk_hierclust.nn.encoders import NodeConvDecoder, _ConvTranspose2d, make_node_decoders
+from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, decode_pairs
+from sk_hierclust.nn.losses import negative_log_likelihood
+
+IMAGE = (2, 10, 14)  # two channels, odd and even sizes: every output_padding case of the decoder
+FEATURES = int(np.prod(IMAGE))
+LATENT = 3
+HIDDEN = (12, 10, 8)  # the MLP decoder is 3 -> 8 -> 10 -> 12 -> D
+
+
+def _reference_expected_nll(module, x, z, probs, decoders):
+    """The per-leaf reference: leaf ``j``'s decoder called on its own pairs, one call per leaf."""
+    leaf, sample = (probs >= module.leaf_prob_threshold).nonzero(as_tuple=True)
+    counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
+    outputs = [decoders(zs[None], slice(j, j + 1))[0]
+               for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]]
+    nll = negative_log_likelihood(x[sample], torch.cat(outputs), module.likelihood)
+    return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
+
+
+def _decoders(kind, n_leaves, seed):
+    """Float64 decoders in training mode, batch-norm affine parameters random as after training.
+
+    (At their initial values, 1 and 0, a leaf with one sample normalises to exactly 0, the
+    kink of LeakyReLU, and a constant feature map next: not differentiable there, so two
+    correct passes may differ by which one-sided derivative rounding picks.)
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        decoders = make_node_decoders(kind, n_leaves, LATENT, FEATURES, IMAGE, HIDDEN).double().train()
+        with torch.no_grad():
+            for name, p in decoders.named_parameters():
+                if "norm" in name:
+                    p.uniform_(0.5, 1.5) if name.endswith("weight") else p.normal_()
+    return decoders
+
+
+def _routing(rng, n_leaves, batch):
+    """Leaf probabilities ``(n_leaves, B)`` as trained routers give: mostly one leaf per sample.
+
+    Leaf 0 gets no sample above any threshold used, leaf 1 exactly one (the edge cases of
+    batch normalisation); the others random shares.
+    """
+    logits = rng.normal(scale=4.0, size=(n_leaves, batch))
+    logits[0] = -50.0
+    logits[1] = -50.0
+    logits[1, rng.randint(batch)] = 50.0
+    p = np.exp(logits - logits.max(0))
+    return torch.as_tensor(p / p.sum(0))
+
+
+def _data(rng, likelihood, batch):
+    x = rng.uniform(size=(batch, FEATURES)) if likelihood == "bernoulli" else rng.normal(size=(batch, FEATURES))
+    return torch.as_tensor(x)
+
+
+def _loss_and_grads(fn, owner, decoders, z, probs, x):
+    """``fn(owner, x, z, probs, decoders)`` (an ``expected_nll``) and the gradients of a weighted sum of it."""
+    z, probs = z.clone().requires_grad_(), probs.clone().requires_grad_()
+    rec = fn(owner, x, z, probs, decoders)
+    weights = torch.linspace(0.5, 1.5, x.shape[0], dtype=x.dtype)  # not only the plain sum
+    params = list(decoders.parameters())
+    grads = torch.autograd.grad((weights * rec).sum(), [z, probs, *params], allow_unused=True)
+    return rec.detach(), [torch.zeros_like(t) if g is None else g for g, t in zip(grads, [z, probs, *params])]
+
+
+def _assert_same_gradients(grads, ref_grads, names):
+    """Equal up to float64 rounding: relative 1e-10, absolute 1e-12 of the largest gradient.
+
+    (Some gradients are 0 analytically, e.g. of a bias just before a batch norm, and their
+    rounding noise scales with the rest.)
+    """
+    scale = max(1.0, *(float(r.abs().max()) for r in ref_grads if r is not None and r.numel()))
+    for name, g, r in zip(names, grads, ref_grads):
+        if r is None:
+            assert g is None, name
+            continue
+        assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-12 * scale, err_msg=name)
+
+
+def _assert_same(kind, n_leaves, threshold, likelihood, seed, groups=None, batch=40):
+    """Compare the packed pass with the reference on one random routing; return the pairs' mask."""
+    rng = np.random.RandomState(seed)
+    owner = SimpleNamespace(training=True, leaf_prob_threshold=threshold, likelihood=likelihood)
+    packed = _decoders(kind, n_leaves, seed)
+    if groups is not None:
+        packed.max_groups_per_node = groups
+    reference = copy.deepcopy(packed)
+    z = torch.as_tensor(rng.normal(size=(n_leaves, batch, LATENT)))
+    probs, x = _routing(rng, n_leaves, batch), _data(rng, likelihood, batch)
+    calls = []
+    packed.register_forward_hook(lambda *args: calls.append(1))
+    rec, grads = _loss_and_grads(TreeVAEModule.expected_nll, owner, packed, z, probs, x)
+    assert len(calls) == 1  # one decoder call for all leaves
+    ref_rec, ref_grads = _loss_and_grads(_reference_expected_nll, owner, reference, z, probs, x)
+    assert_allclose(rec.numpy(), ref_rec.numpy(), rtol=1e-12, atol=1e-12)
+    names = ["z", "probs", *(name for name, _ in packed.named_parameters())]
+    _assert_same_gradients(grads, ref_grads, names)
+    for (name, b), r in zip(packed.named_buffers(), reference.buffers()):
+        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+    return probs >= threshold
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packed_pass_equals_per_leaf_reference(kind, likelihood, seed):
+    rng = np.random.RandomState(100 + seed)
+    n_leaves, threshold = rng.randint(3, 8), 10.0 ** rng.uniform(-3, -0.7)
+    mask = _assert_same(kind, n_leaves, threshold, likelihood, seed)
+    counts = mask.sum(1)
+    assert counts[0] == 0 and counts[1] == 1 and int(counts.max()) > 2  # the edge cases were exercised
+
+
+@pytest.mark.parametrize("kind, groups", [("mlp", 4), ("conv", 1)])
+def test_packed_pass_with_either_grouping(kind, groups):
+    """Several groups per leaf (pooled statistics) for the MLP, one per leaf for the conv decoder."""
+    _assert_same(kind, 5, 0.01, "bernoulli", 3, groups=groups, batch=60)
+
+
+def test_layout_cuts_large_leaves_into_groups():
+    mask = torch.zeros(4, 30, dtype=torch.bool)
+    mask[0, :23] = True
+    mask[2, 5:9] = True
+    mask[3, ::3] = True  # 10 pairs
+    one = PairLayout(mask)
+    assert (one.capacity, one.n_groups, one.rows) == (23, 4, None)
+    assert_array_equal(one.counts.numpy(), [23, 0, 4, 10])
+    several = PairLayout(mask, max_groups_per_node=4)
+    # capacities 23, 12, 8, 6 give 3, 4, 6, 7 groups: padded rows + 4 per group 81, 64, 72, 70
+    assert (several.capacity, several.n_groups) == (12, 4)
+    assert_array_equal(several.rows.numpy(), [0, 0, 2, 3])
+    assert_array_equal(several.counts.numpy(), [12, 11, 4, 10])
+    values = torch.arange(4 * 30.0).reshape(4, 30, 1)
+    for layout in (one, several):
+        packed = layout.pack(values)
+        assert packed.shape == (layout.n_groups, layout.capacity, 1)
+        assert_array_equal(layout.unpack(packed)[:, 0].numpy(), values[mask][:, 0].numpy())
+        real = torch.arange(layout.capacity) < layout.counts[:, None]
+        assert (packed[~real] == 0).all() and int(real.sum()) == layout.n_pairs == 37
+        assert_array_equal(torch.stack([layout.node, layout.sample]).numpy(), torch.stack(mask.nonzero(as_tuple=True)))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_packed_pass_in_eval_mode_uses_running_statistics(kind):
+    """Outside training the packed pass equals the full decoders at the selected pairs."""
+    decoders = _decoders(kind, 4, 0).eval()
+    rng = np.random.RandomState(0)
+    z = torch.as_tensor(rng.normal(size=(4, 25, LATENT)))
+    mask = torch.as_tensor(rng.uniform(size=(4, 25)) < 0.4)
+    with torch.no_grad():
+        out, node, sample = decode_pairs(decoders, z, mask)
+        full = decoders(z)
+    assert_allclose(out.numpy(), full[node, sample].numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_no_pair_above_the_threshold_gives_nan():
+    """NaN probabilities (a diverged fit) select no pair: the term is NaN, no decoder runs."""
+    decoders = _decoders("mlp", 3, 0)
+    calls = []
+    decoders.register_forward_hook(lambda *args: calls.append(1))
+    owner = SimpleNamespace(training=True, leaf_prob_threshold=1e-3, likelihood="bernoulli")
+    probs = torch.full((3, 5), float("nan"), dtype=torch.float64)
+    rec = TreeVAEModule.expected_nll(owner, torch.rand(5, FEATURES, dtype=torch.float64),
+                                     torch.zeros(3, 5, LATENT, dtype=torch.float64), probs, decoders)
+    assert rec.shape == (5,) and torch.isnan(rec).all() and not calls
+
+
+def test_decoder_stacks_declare_their_grouping():
+    assert NodeMLP.max_groups_per_node == 1 and NodeConvDecoder.max_groups_per_node > 1
+
+
+def _random_tree_module(kind, likelihood, n_splits, seed, threshold):
+    """A float64 training-mode module split at random leaves, routers sharpened as after training."""
+    rng = np.random.RandomState(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = TreeVAEModule(FEATURES, LATENT, 4, likelihood, kind, IMAGE, threshold, hidden_dims=(16, 8))
+        for _ in range(n_splits):
+            leaves = [v for v in module.leaf_slots if module.depth(v) < 4]
+            module.start_split(leaves[rng.randint(len(leaves))])
+            module.commit_split()
+        with torch.no_grad():
+            module.router_q.linears[-1].weight.mul_(30.0)
+    return module.double().train()
+
+
+@pytest.mark.parametrize("kind, likelihood, seed", [("mlp", "gaussian", 0), ("conv", "bernoulli", 1)])
+def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
+    """Whole training forward and backward of random trees: every term and gradient as with per-leaf decoding."""
+    rng = np.random.RandomState(seed)
+    module = _random_tree_module(kind, likelihood, rng.randint(2, 5), seed, 10.0 ** rng.uniform(-3, -1))
+    reference = copy.deepcopy(module)
+    reference.expected_nll = lambda *args: _reference_expected_nll(reference, *args)
+    x = _data(rng, likelihood, 48)
+    results = []
+    for m in (module, reference):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # same reparameterisation noise
+            terms = m(x)
+        loss = sum(t.sum() for t in terms.values())
+        params = [p for p in m.parameters() if p.requires_grad]
+        results.append((terms, torch.autograd.grad(loss, params, allow_unused=True)))
+    (terms, grads), (ref_terms, ref_grads) = results
+    assert set(terms) == set(ref_terms)
+    for name in terms:
+        assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
+                        atol=1e-12, err_msg=name)
+    _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
+    leaf_mask = module.leaf_probabilities(x) >= module.leaf_prob_threshold
+    assert leaf_mask.sum() < leaf_mask.numel()  # some pairs were dropped
+
+
+# ---- the building blocks against plain torch ---------------------------------------------
+def _plain_batch_norm(x, weight, bias, weights=None):
+    """The batch norm of ``x`` ``(n, B, C)`` written out with autograd (the former NodeBatchNorm)."""
+    if weights is None:
+        mean, var = x.mean(1), x.var(1, unbiased=False)
+    else:
+        w = weights.unsqueeze(-1) / (weights.sum(1, keepdim=True).unsqueeze(-1) + 1e-12)
+        mean = (w * x).sum(1)
+        var = (w * (x - mean.unsqueeze(1)).square()).sum(1)
+    out = (x - mean.unsqueeze(1)) * (weight * torch.rsqrt(var + 1e-5)).unsqueeze(1) + bias.unsqueeze(1)
+    return out, mean, var
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_node_batch_norm_equals_plain_formula(weighted):
+    """Outputs, gradients and running statistics of the hand-written backward, on node rows."""
+    rng = np.random.RandomState(0)
+    norm = NodeBatchNorm(5, 4).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    rows = torch.tensor([3, 0, 4])
+    x = torch.as_tensor(rng.normal(size=(3, 9, 4)) * 3 + 1).requires_grad_()
+    weights = torch.as_tensor(rng.uniform(size=(3, 9))) if weighted else None
+    grad = torch.as_tensor(rng.normal(size=(3, 9, 4)))
+    out = norm(x, rows, weights)
+    got = torch.autograd.grad(out, [x, norm.weight, norm.bias], grad)
+    weight, bias = norm.weight.detach().clone().requires_grad_(), norm.bias.detach().clone().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    expected, mean, var = _plain_batch_norm(x_ref, weight[rows], bias[rows], weights)
+    ref = torch.autograd.grad(expected, [x_ref, weight, bias], grad)
+    assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for g, r in zip(got, ref):
+        assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-12)
+    unbiased = var * 9 / 8 if weights is None else var
+    assert_allclose(norm.running_mean[rows].numpy(), 0.1 * mean.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert_allclose(norm.running_var[rows].numpy(), 0.9 + 0.1 * unbiased.detach().numpy(), rtol=1e-12)
+    assert_array_equal(norm.running_mean[[1, 2]].numpy(), 0.0)  # other nodes untouched
+
+
+@pytest.mark.parametrize("size, groups", [((7, 5), 1), ((14, 10), 3)])
+def test_conv_transpose_equals_torch(size, groups):
+    """The decoders' transposed convolution (as the adjoint of conv2d) against ``F.conv_transpose2d``."""
+    rng = np.random.RandomState(1)
+    h, w = (size[0] + 1) // 2, (size[1] + 1) // 2
+    x = torch.as_tensor(rng.normal(size=(4, groups * 3, h, w))).requires_grad_()
+    weight = torch.as_tensor(rng.normal(size=(groups * 3, 2, 3, 3))).requires_grad_()
+    bias = torch.as_tensor(rng.normal(size=groups * 2)).requires_grad_()
+    out = _ConvTranspose2d.apply(x, weight, bias, [2, 2], groups, size)
+    expected = F.conv_transpose2d(x, weight, bias, stride=2, padding=1, groups=groups,
+                                  output_padding=(size[0] - 2 * h + 1, size[1] - 2 * w + 1))
+    assert out.shape == expected.shape == (4, groups * 2, *size)
+    assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    grad = torch.as_tensor(rng.normal(size=out.shape))
+    for g, r in zip(torch.autograd.grad(out, [x, weight, bias], grad),
+                    torch.autograd.grad(expected, [x, weight, bias], grad)):
+        assert_allclose(g.numpy(), r.numpy(), rtol=1e-12, atol=1e-12)
