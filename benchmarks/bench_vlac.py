@@ -99,6 +99,18 @@ def print_attribute_table(results, names):
             print(f"{dataset:15s}{model:18s}{name:11s}: layer {layer} (K={k}), ACC {acc:.3f}, NMI {nmi:.3f}")
 
 
+def fit_and_predict(args, dataset, name, n_clusters, encoder, input_shape, X_train, X_test):
+    """Fit one VLAC layout; return it, its test layers and nodes, and the prediction seconds."""
+    model = VLAC(n_clusters=n_clusters, latent_dims=args.latent_dims, n_epochs=args.epochs,
+                 discrete_estimator=args.discrete_estimator, encoder=args.encoder or encoder,
+                 input_shape=input_shape, batch_size=args.batch_size, device=args.device, random_state=args.seed)
+    print(f"{dataset}: fitting {name} on {X_train.shape[0]} images ...", flush=True)
+    model.fit(X_train)
+    start = time.perf_counter()
+    layers, nodes = model.predict_layers(X_test), model.apply(X_test)
+    return model, layers, nodes, time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", "--dataset", nargs="+", default=["fashion_mnist", "mnist"],
@@ -125,16 +137,8 @@ def main(argv=None):
             # two nested levels: colour, then (colour, digit); a digit alone is not nested in a colour
             levels = np.stack([fg, fg * (digit.max() + 1) + digit], axis=1)
             for name, n_clusters in colored_models(args.k).items():
-                model = VLAC(n_clusters=n_clusters, latent_dims=args.latent_dims, n_epochs=args.epochs,
-                             discrete_estimator=args.discrete_estimator, encoder=args.encoder or "conv",
-                             input_shape=(3, 28, 28), batch_size=args.batch_size, device=args.device,
-                             random_state=args.seed)
-                print(f"{dataset}: fitting {name} on {X_train.shape[0]} images ...", flush=True)
-                model.fit(X_train)
-                start = time.perf_counter()
-                layers = model.predict_layers(X_test)
-                nodes = model.apply(X_test)
-                predict_s = time.perf_counter() - start
+                model, layers, nodes, predict_s = fit_and_predict(args, dataset, name, n_clusters, "conv", (3, 28, 28),
+                                                                  X_train, X_test)
                 colored_rows.append((dataset, name, layer_scores(layers, n_clusters, attributes)))
                 tree = model.tree_
                 labels = tree.node_to_label[nodes]
@@ -145,16 +149,8 @@ def main(argv=None):
         X_train, _, X_test, y_test = load_dataset(dataset, data_home=args.data_home)
         X_train, X_test, y_test = X_train[:args.n_train], X_test[:args.n_test], y_test[:args.n_test]
         for name, n_clusters in MODELS.items():
-            model = VLAC(n_clusters=n_clusters, latent_dims=args.latent_dims, n_epochs=args.epochs,
-                         discrete_estimator=args.discrete_estimator, encoder=args.encoder or "mlp",
-                         input_shape=(1, 28, 28), batch_size=args.batch_size, device=args.device,
-                         random_state=args.seed)
-            print(f"{dataset}: fitting {name} on {X_train.shape[0]} images ...", flush=True)
-            model.fit(X_train)
-            start = time.perf_counter()
-            layers = model.predict_layers(X_test)
-            nodes = model.apply(X_test)
-            predict_s = time.perf_counter() - start
+            model, layers, nodes, predict_s = fit_and_predict(args, dataset, name, n_clusters, "mlp", (1, 28, 28),
+                                                              X_train, X_test)
             for layer, k in enumerate(n_clusters):
                 if k > 1:
                     labels = layers[:, layer]
