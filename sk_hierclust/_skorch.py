@@ -17,9 +17,7 @@ net's internals or its callbacks. A learning-rate step decay restarted at every 
 
 import math
 import time
-from collections import deque
 
-import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, LRScheduler, PassthroughScoring, PrintLog, ProgressBar
@@ -241,25 +239,21 @@ class DivergenceGuard(Callback):
     """Stop a diverging fit with a clear ``ValueError`` (see :meth:`ELBONet.diverged`).
 
     Checks every training step: the total norm of the gradients is finite (else names the
-    first parameter whose gradient is not), and the loss is not more than ``growth`` times
-    the median of its last ``window`` values in the current ``partial_fit`` (after
-    ``min_batches`` batches). Non-finite ELBO terms are caught by :meth:`ELBONet.get_loss`.
+    first parameter whose gradient is not), and the batch loss is not more than ``growth``
+    times the lowest batch loss of the current ``partial_fit`` (at least 1 nat). Non-finite
+    ELBO terms are caught by :meth:`ELBONet.get_loss`.
 
     Parameters
     ----------
     growth : float, default=1e4
-        Allowed growth of the loss over its recent median.
-    window : int, default=50
-        Number of recent batch losses in the median.
-    min_batches : int, default=5
-        Batches of a ``partial_fit`` before the growth check starts.
+        Allowed growth of the loss over its lowest value in the phase.
     """
 
-    def __init__(self, growth=1e4, window=50, min_batches=5):
-        self.growth, self.window, self.min_batches = growth, window, min_batches
+    def __init__(self, growth=1e4):
+        self.growth = growth
 
     def on_train_begin(self, net, **kwargs):
-        self.recent_ = deque(maxlen=self.window)
+        self.lowest_ = math.inf
 
     def on_grad_computed(self, net, named_parameters, **kwargs):
         named = [(name, p.grad) for name, p in named_parameters if p.grad is not None]
@@ -272,11 +266,9 @@ class DivergenceGuard(Callback):
         if not training:
             return
         value = float(loss.detach())
-        if len(self.recent_) >= self.min_batches:
-            reference = float(np.median(self.recent_))
-            if abs(value) > self.growth * max(abs(reference), 1.0):
-                net.diverged(f"the loss grew from {reference:.4g} to {value:.4g} within {len(self.recent_)} batches")
-        self.recent_.append(value)
+        if self.lowest_ < math.inf and value > self.growth * max(abs(self.lowest_), 1.0):
+            net.diverged(f"the loss grew from {self.lowest_:.4g} (its lowest in this phase) to {value:.4g}")
+        self.lowest_ = min(self.lowest_, value)
 
 
 class GeometricAnnealing(Callback):

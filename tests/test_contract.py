@@ -202,11 +202,12 @@ def test_cuda(name, data):
 
 
 # ---- failures: a clear ValueError before the work is spent --------------------------------
+@pytest.mark.parametrize("lr, shown", [(1e3, "1000"), (1e6, "1e\\+06")])
 @pytest.mark.parametrize("name", NAMES)
-def test_huge_learning_rate_raises_divergence(name, data):
-    model = make_config(name).set_params(lr=1e6)
+def test_huge_learning_rate_raises_divergence(name, lr, shown, data):
+    model = make_config(name).set_params(lr=lr)
     with pytest.raises(ValueError, match=rf"{type(model).__name__}: training diverged in epoch \d+ \(phase "
-                                         r"'[\w:]+'\): .*Likely cause: a learning rate too high .*lr=1e\+06"):
+                                         rf"'[\w:]+'\): .*Likely cause: a learning rate too high .*lr={shown};"):
         model.fit(data)
     assert not hasattr(model, "tree_")
 
@@ -257,7 +258,9 @@ def test_pickle_holds_no_optimizer_state(fitted, data):
     _, model, _, _ = fitted
     param_bytes = sum(p.numel() * p.element_size() for p in model.net_.module_.parameters())
     assert not model.net_.optimizer_.state
-    assert len(pickle.dumps(model)) <= 1.5 * param_bytes + 200_000  # parameters + history and tree
+    # the parameters, plus about 50 kB of history, tree and settings (these test models are small:
+    # the digits main job's TreeVAE pickles at 1.02 times its 25 MB of parameters)
+    assert len(pickle.dumps(model)) <= 1.5 * param_bytes + 100_000
 
 
 @pytest.mark.parametrize("method", ["transform", "predict", "predict_proba"])
