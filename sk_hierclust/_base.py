@@ -92,7 +92,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
     """
 
     _parameter_constraints: dict = {
-        "encoder": [StrOptions({"auto", "mlp", "conv"})],
+        "encoder": [StrOptions({"auto", "mlp", "conv", "conv_pool"})],
         "hidden_dims": [tuple, list, None],
         "input_shape": [tuple, list, None],
         "likelihood": [StrOptions({"auto", "bernoulli", "gaussian"})],
@@ -194,12 +194,15 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
             raise ValueError("likelihood='bernoulli' needs X in [0, 1]; scale X (e.g. MinMaxScaler) or use 'gaussian'.")
         self.encoder_ = "mlp" if self.encoder == "auto" else self.encoder
         self.input_shape_ = None if self.input_shape is None else tuple(int(s) for s in self.input_shape)
-        if self.encoder_ == "conv":
+        if self.encoder_ in ("conv", "conv_pool"):
             if self.input_shape_ is None or len(self.input_shape_) != 3:
-                raise ValueError("encoder='conv' needs input_shape=(channels, height, width).")
+                raise ValueError(f"encoder={self.encoder_!r} needs input_shape=(channels, height, width).")
             if int(np.prod(self.input_shape_)) != X.shape[1]:
                 raise ValueError(f"input_shape={self.input_shape_} has {int(np.prod(self.input_shape_))} "
                                  f"values but X has {X.shape[1]} features.")
+            if self.encoder_ == "conv_pool" and min(self.input_shape_[1:]) < 4:
+                raise ValueError(f"encoder='conv_pool' needs images of height and width at least 4 (two 2x2 "
+                                 f"max-poolings), got input_shape={self.input_shape_}.")
         return X
 
     def _validate_X(self, X):

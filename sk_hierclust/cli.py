@@ -148,9 +148,9 @@ def build_parser():
                           + " (default per model and data set: " + "; ".join(
                               f"{m} {d} {' '.join(map(str, e))}" for m, per in DEFAULT_EPOCHS.items()
                               for d, e in per.items()) + "; else the model's own defaults)")
-    fit.add_argument("--encoder", choices=("mlp", "conv"), default=None,
+    fit.add_argument("--encoder", choices=("mlp", "conv", "conv_pool"), default=None,
                      help="encoder/decoder architecture (default per data set: " + ", ".join(
-                         f"{k} {v}" for k, v in DEFAULT_ENCODER.items()) + "; conv only for "
+                         f"{k} {v}" for k, v in DEFAULT_ENCODER.items()) + "; conv and conv_pool only for "
                          + ", ".join(IMAGE_DATASETS) + ")")
     fit.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                      help="mini-batch size (default per data set: " + ", ".join(
@@ -264,7 +264,7 @@ def build_model(args, epochs, n_features=None):
     """
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
     input_shape = None
-    if encoder == "conv" and n_features is not None:
+    if encoder in ("conv", "conv_pool") and n_features is not None:
         input_shape = _image_shape(n_features)
     return MODELS[args.model](
         **_size_options(args),
@@ -413,8 +413,8 @@ def prepare_fit(parser, args):
     if problem:
         parser.error(problem)
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
-    if encoder == "conv" and args.dataset not in IMAGE_DATASETS:
-        parser.error(f"--encoder conv needs images; {args.dataset} is not an image data set (use mlp)")
+    if encoder in ("conv", "conv_pool") and args.dataset not in IMAGE_DATASETS:
+        parser.error(f"--encoder {encoder} needs images; {args.dataset} is not an image data set (use mlp)")
     if args.device == "cuda":
         import torch
 
@@ -482,7 +482,7 @@ def fit_command(parser, args):
     """
     model, epochs = prepare_fit(parser, args)
     X_train, y_train, X_test, y_test = load_data(args)
-    if model.get_params()["encoder"] == "conv":
+    if model.get_params()["encoder"] in ("conv", "conv_pool"):
         model.set_params(input_shape=_image_shape(X_train.shape[1]))
     print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
           f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in epochs.items()), flush=True)

@@ -47,7 +47,7 @@ class HCRLModule(nn.Module):
     ----------
     n_features, latent_dim, n_levels, capacity : int
     likelihood : {"bernoulli", "gaussian"}
-    encoder : {"mlp", "conv"}
+    encoder : {"mlp", "conv", "conv_pool"}
     input_shape : tuple or None
     hidden_dims : tuple of int or None
     local_eta : bool
@@ -609,8 +609,11 @@ class HCRL(BaseDeepClusterer):
         Symmetric Dirichlet parameter of the level proportion.
     latent_dim : int, default=10
         ``J``, the dimension of ``z``.
-    encoder : {"auto", "mlp", "conv"}, default="auto"
-        ``"auto"`` is ``"mlp"``; ``"conv"`` needs ``input_shape``.
+    encoder : {"auto", "mlp", "conv", "conv_pool"}, default="auto"
+        ``"auto"`` is ``"mlp"``; ``"conv"`` needs ``input_shape``. ``"conv_pool"``: the
+        HTVAE paper's architecture (3x3 convolutions with 2x2 max-pooling, decoder with
+        bilinear upsampling; :func:`sk_hierclust.nn.encoders.make_encoder`), needs
+        ``input_shape`` with height and width at least 4.
     hidden_dims : tuple of int, default=None
         Widths of the MLP encoder (decoder mirrored); None is ``(512, 512, 256, 128)``.
     input_shape : tuple (C, H, W), default=None

@@ -122,7 +122,7 @@ class HTVAEModule(nn.Module):
     map_shapes : tuple of (int, int)
         Lattice shape of each map, finest first.
     likelihood : {"bernoulli", "gaussian"}
-    encoder : {"mlp", "conv"}
+    encoder : {"mlp", "conv", "conv_pool"}
     input_shape : tuple or None
     hidden_dims : tuple of int or None
         Encoder widths (:func:`~sk_hierclust.nn.encoders.make_encoder`), mirrored by the decoder.
@@ -373,10 +373,13 @@ class HTVAE(BaseDeepClusterer):
     kl_anneal_epochs : int, default=None
         Epochs over which the weight of the ``kl`` term rises linearly from 0 to 1 (0: weight
         1 from the start); None means half of ``n_epochs`` (at least 1).
-    encoder : {"auto", "mlp", "conv"}, default="auto"
+    encoder : {"auto", "mlp", "conv", "conv_pool"}, default="auto"
         ``"mlp"`` (``"auto"``): ``D -> 512 -> 512 -> 256 -> 128`` encoder by default (see
         ``hidden_dims``), decoder mirrored; ``"conv"``: convolutional, for images of
-        ``input_shape`` (:func:`sk_hierclust.nn.encoders.make_encoder`).
+        ``input_shape`` (:func:`sk_hierclust.nn.encoders.make_encoder`); ``"conv_pool"``:
+        the paper's architecture, 3x3 convolutions with 2x2 max-pooling (twice) and a
+        decoder with bilinear upsampling and 3x3 convolutions (twice), for images of
+        ``input_shape`` with height and width at least 4.
     input_shape : tuple of int (C, H, W), default=None
         Required for ``encoder="conv"``.
     likelihood : {"auto", "bernoulli", "gaussian"}, default="auto"

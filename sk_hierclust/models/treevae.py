@@ -152,7 +152,7 @@ class TreeVAEModule(nn.Module):
         Depth of the bottom-up ladder ``d_H = encoder(x)``, ``d_k = MLP_k(d_{k+1})``; every
         ``d_k`` has the encoder's output width ``encoder.out_features``.
     likelihood : {"bernoulli", "gaussian"}
-    encoder : {"mlp", "conv"}
+    encoder : {"mlp", "conv", "conv_pool"}
     input_shape : tuple or None
     leaf_prob_threshold : float
         In training mode, each leaf's decoder runs only on the samples that reach it with
@@ -689,10 +689,13 @@ class TreeVAE(BaseDeepClusterer):
         Maximum depth of a leaf, i.e. of ``tree_`` (the root has depth 0), >= 1.
     latent_dim : int, default=8
         Size of each node's latent variable.
-    encoder : {"auto", "mlp", "conv"}, default="auto"
+    encoder : {"auto", "mlp", "conv", "conv_pool"}, default="auto"
         ``"mlp"`` (``"auto"``): ``D -> hidden_dims`` encoder, leaf decoders mirrored.
         ``"conv"``: convolutional encoder and leaf decoders for images of ``input_shape``
-        (see :func:`sk_hierclust.nn.encoders.make_encoder`).
+        (see :func:`sk_hierclust.nn.encoders.make_encoder`). ``"conv_pool"``: the HTVAE
+        paper's architecture (3x3 convolutions with 2x2 max-pooling; leaf decoders with
+        bilinear upsampling, packed like ``"conv"``), for ``input_shape`` with height and
+        width at least 4.
     hidden_dims : tuple of int, default=None
         Widths of the MLP encoder's layers after the input (the last one is the width of the
         bottom-up features ``d_k``; also the output width of ``"conv"``); None means

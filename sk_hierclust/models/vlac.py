@@ -52,7 +52,7 @@ class VLACModule(nn.Module):
     latent_dims : tuple of int
         Size of ``z_l`` per layer, top first.
     likelihood : {"bernoulli", "gaussian"}
-    encoder : {"mlp", "conv"}
+    encoder : {"mlp", "conv", "conv_pool"}
     input_shape : tuple or None
     discrete_estimator : {"gumbel", "enumerate"}
     hidden_dims : tuple of int or None
@@ -325,10 +325,12 @@ class VLAC(BaseDeepClusterer):
         Gumbel-softmax temperature of the first epoch.
     final_temperature : float, default=0.5
         Temperature of the last epoch (geometric schedule in between).
-    encoder : {"auto", "mlp", "conv"}, default="auto"
+    encoder : {"auto", "mlp", "conv", "conv_pool"}, default="auto"
         ``"mlp"`` (``"auto"``): ``D -> 512 -> 512 -> 256 -> 128`` encoder (``hidden_dims``),
         decoder mirrored. ``"conv"``: convolutional encoder and decoder for images of
-        ``input_shape`` (see :func:`sk_hierclust.nn.encoders.make_encoder`).
+        ``input_shape`` (see :func:`sk_hierclust.nn.encoders.make_encoder`). ``"conv_pool"``:
+        the HTVAE paper's architecture (3x3 convolutions with 2x2 max-pooling, decoder with
+        bilinear upsampling), for ``input_shape`` with height and width at least 4.
     hidden_dims : tuple of int, default=None
         Widths of the MLP encoder's layers after the input; None means
         :data:`~sk_hierclust.nn.encoders.DEFAULT_HIDDEN_DIMS` ``(512, 512, 256, 128)``. The

@@ -1,4 +1,4 @@
-"""Encoder and node-stacked decoder factories: ``"mlp"`` for any feature vector, ``"conv"`` for images."""
+"""Encoder and node-stacked decoder factories: ``"mlp"`` for feature vectors, ``"conv"``, ``"conv_pool"`` for images."""
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +9,8 @@ from .layers import LEAKY_SLOPE, NodeBatchNorm, NodeLinear, NodeMLP, dense_block
 #: Widths of the MLP encoder after the input when ``hidden_dims`` is None; the last is its output.
 DEFAULT_HIDDEN_DIMS = (512, 512, 256, 128)
 CONV_CHANNELS = (8, 16, 32)
+#: Channels of the two convolutions of the ``"conv_pool"`` encoder (the decoder mirrors them).
+POOL_CHANNELS = (32, 64)
 
 
 def _conv_sizes(size):
@@ -19,23 +21,36 @@ def _conv_sizes(size):
     return sizes
 
 
+def _pool_sizes(size):
+    """Spatial sizes through the ``"conv_pool"`` encoder's two 2x2 max-poolings (floor), input first."""
+    if size < 4:
+        raise ValueError(f"encoder='conv_pool' needs images of height and width at least 4, got {size}.")
+    return [size, size // 2, size // 4]
+
+
 def make_encoder(kind, n_features, input_shape=None, hidden_dims=None):
     """Build the shared encoder ``x -> d_H`` (every model's first network).
 
     Parameters
     ----------
-    kind : {"mlp", "conv"}
+    kind : {"mlp", "conv", "conv_pool"}
         ``"mlp"``: ``D -> 512 -> 512 -> 256 -> 128`` by default (Linear, BatchNorm,
         LeakyReLU(0.3)). ``"conv"``: three ``Conv2d`` (channels 8, 16, 32; kernel 3, stride
         2, padding 1; BatchNorm, LeakyReLU), flattened, then a dense block to
-        ``hidden_dims[-1]`` (128 by default; Manduchi et al. 2023, App. D).
+        ``hidden_dims[-1]`` (128 by default; Manduchi et al. 2023, App. D). ``"conv_pool"``
+        (the HTVAE paper's architecture): ``Conv2d(3x3, padding 1) -> ReLU -> MaxPool2d(2)``
+        twice (channels :data:`POOL_CHANNELS`, 32 then 64; the pooling floors odd sizes, so
+        ``H x W`` becomes ``H//4 x W//4``, which needs ``H, W >= 4``), flattened, then a dense
+        block to ``hidden_dims[-1]``.
     n_features : int
         ``D``, the length of a flattened sample.
     input_shape : tuple (C, H, W), optional
-        Image shape, required for ``"conv"``; ``C * H * W`` must equal ``n_features``.
+        Image shape, required for ``"conv"`` and ``"conv_pool"``; ``C * H * W`` must equal
+        ``n_features``.
     hidden_dims : tuple of int, optional
         Widths of the ``"mlp"`` encoder's layers after the input, the last one being the
-        output (also the output width of ``"conv"``); default :data:`DEFAULT_HIDDEN_DIMS`.
+        output (also the output width of ``"conv"`` and ``"conv_pool"``); default
+        :data:`DEFAULT_HIDDEN_DIMS`.
 
     Returns
     -------
@@ -47,7 +62,15 @@ def make_encoder(kind, n_features, input_shape=None, hidden_dims=None):
     if kind == "mlp":
         widths = (n_features, *hidden_dims)
         encoder = nn.Sequential(*(layer for a, b in zip(widths[:-1], widths[1:]) for layer in dense_block(a, b)))
-    else:
+    elif kind == "conv_pool":
+        c, h, w = input_shape
+        hs, ws = _pool_sizes(h), _pool_sizes(w)
+        layers = [nn.Unflatten(1, (c, h, w))]
+        for c_in, c_out in zip((c, *POOL_CHANNELS[:-1]), POOL_CHANNELS):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        flat = POOL_CHANNELS[-1] * hs[-1] * ws[-1]
+        encoder = nn.Sequential(*layers, nn.Flatten(), *dense_block(flat, hidden_dims[-1]))
+    elif kind == "conv":
         c, h, w = input_shape
         layers = [nn.Unflatten(1, (c, h, w))]
         for c_in, c_out in zip((c, *CONV_CHANNELS[:-1]), CONV_CHANNELS):
@@ -55,6 +78,8 @@ def make_encoder(kind, n_features, input_shape=None, hidden_dims=None):
                        nn.LeakyReLU(LEAKY_SLOPE)]
         flat = CONV_CHANNELS[-1] * _conv_sizes(h)[-1] * _conv_sizes(w)[-1]
         encoder = nn.Sequential(*layers, nn.Flatten(), *dense_block(flat, hidden_dims[-1]))
+    else:
+        raise ValueError(f"Unknown encoder kind {kind!r}; expected 'mlp', 'conv' or 'conv_pool'.")
     encoder.out_features = hidden_dims[-1]
     return encoder
 
@@ -148,17 +173,81 @@ class NodeConvDecoder(nn.Module):
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 
+class NodeConvPoolDecoder(nn.Module):
+    """The ``"conv_pool"`` decoders of ``n_nodes`` nodes: bilinear upsampling and grouped 3x3 convolutions.
+
+    ``z (n, B, L) -> Linear -> BatchNorm -> LeakyReLU(0.3) -> (64, H//4, W//4) -> Upsample ->
+    Conv2d(64 -> 32, 3x3) -> ReLU -> Upsample -> Conv2d(32 -> C, 3x3)`` (channels
+    :data:`POOL_CHANNELS` reversed; the dense block mirrors the encoder's), output ``(n, B,
+    C*H*W)``, logits or means (the models' likelihood applies sigmoid or identity). The
+    nodes are evaluated together, as :class:`NodeConvDecoder`: ``(n, B, ...)`` activations
+    are laid out as ``(B, n * channels, h, w)`` feature maps and every convolution is one
+    grouped ``conv2d`` (``groups=n``), so ``rows`` (None, a slice, or an int tensor) and the
+    padded layouts of :func:`~sk_hierclust.nn.layers.decode_pairs` (``counts``) work the same.
+
+    Sizes: each upsampling is bilinear (``align_corners=False``) to the encoder's size at
+    that depth, ``H//4 -> H//2 -> H`` (likewise ``W``). For ``H`` and ``W`` divisible by 4
+    this is exactly ``nn.Upsample(scale_factor=2, mode="bilinear")``; otherwise the factor is
+    slightly above 2 where the encoder's pooling floored an odd size, so the output is
+    always exactly ``H x W`` (no crop or pad needed).
+
+    Parameters
+    ----------
+    n_nodes : int
+    latent_dim : int
+    input_shape : tuple (C, H, W)
+        ``H, W >= 4``.
+    """
+
+    #: Groups per node of a :class:`~sk_hierclust.nn.layers.PairLayout` (small per-node
+    #: convolution weights, copied per group; see :class:`NodeConvDecoder`).
+    max_groups_per_node = 8
+
+    def __init__(self, n_nodes, latent_dim, input_shape):
+        super().__init__()
+        self.n_nodes = n_nodes
+        c, h, w = input_shape
+        self.input_shape = input_shape
+        self.hs, self.ws = _pool_sizes(h)[::-1], _pool_sizes(w)[::-1]
+        channels = (*POOL_CHANNELS[::-1], c)
+        width = channels[0] * self.hs[0] * self.ws[0]
+        self.linear = NodeLinear(n_nodes, latent_dim, width)
+        self.linear_norm = NodeBatchNorm(n_nodes, width)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1)  # its default initialisation, per node
+            self.weights.append(nn.Parameter(conv.weight.detach().expand(n_nodes, -1, -1, -1, -1).clone()))
+            self.biases.append(nn.Parameter(conv.bias.detach().expand(n_nodes, -1).clone()))
+
+    def forward(self, z, rows=None, counts=None):
+        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``.
+
+        ``counts`` ``(n,)``: real rows per group of a padded layout (see :class:`NodeConvDecoder`).
+        """
+        n, batch = z.shape[:2]
+        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows, counts=counts), LEAKY_SLOPE)
+        x = x.transpose(0, 1).reshape(batch, -1, self.hs[0], self.ws[0])
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = F.interpolate(x, size=(self.hs[i + 1], self.ws[i + 1]), mode="bilinear", align_corners=False)
+            weight, bias = node_rows(weight, rows).flatten(0, 1), node_rows(bias, rows).flatten()
+            x = F.conv2d(x, weight, bias, padding=1, groups=n)
+            if i < len(self.weights) - 1:
+                x = F.relu(x)
+        return x.reshape(batch, n, -1).transpose(0, 1)
+
+
 def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, hidden_dims=None):
     """Build the decoders ``p(x | z)`` of ``n_nodes`` nodes as one node stack.
 
     Parameters
     ----------
-    kind : {"mlp", "conv"}
+    kind : {"mlp", "conv", "conv_pool"}
         ``"mlp"`` mirrors the MLP encoder: ``L -> 128 -> 256 -> 512 -> 512 -> D``.
-        ``"conv"`` is :class:`NodeConvDecoder`.
+        ``"conv"`` is :class:`NodeConvDecoder`, ``"conv_pool"`` :class:`NodeConvPoolDecoder`.
     n_nodes, latent_dim, n_features : int
     input_shape : tuple (C, H, W), optional
-        Required for ``"conv"``.
+        Required for ``"conv"`` and ``"conv_pool"``.
     hidden_dims : tuple of int, optional
         The ``"mlp"`` encoder's widths, mirrored (default :data:`DEFAULT_HIDDEN_DIMS`).
 
@@ -169,4 +258,8 @@ def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, 
     """
     if kind == "mlp":
         return NodeMLP(n_nodes, (latent_dim, *tuple(hidden_dims or DEFAULT_HIDDEN_DIMS)[::-1], n_features))
-    return NodeConvDecoder(n_nodes, latent_dim, input_shape)
+    if kind == "conv_pool":
+        return NodeConvPoolDecoder(n_nodes, latent_dim, input_shape)
+    if kind == "conv":
+        return NodeConvDecoder(n_nodes, latent_dim, input_shape)
+    raise ValueError(f"Unknown decoder kind {kind!r}; expected 'mlp', 'conv' or 'conv_pool'.")

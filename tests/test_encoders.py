@@ -1,0 +1,137 @@
+"""The ``"conv_pool"`` encoder and node-stacked decoder (issue 14: the HTVAE paper's architecture)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from numpy.testing import assert_allclose
+
+from sk_hierclust._testing import FAST_PARAMS, QUICK_PARAMS
+from sk_hierclust.datasets import load_digits
+from sk_hierclust.nn.encoders import NodeConvPoolDecoder, make_encoder, make_node_decoders
+from sk_hierclust.nn.layers import PairLayout, decode_pairs, take_nodes
+
+LATENT = 5
+
+
+def _decoder(n_nodes, shape, seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        dec = make_node_decoders("conv_pool", n_nodes, LATENT, int(np.prod(shape)), shape).double()
+        with torch.no_grad():  # batch-norm affine parameters as after training
+            dec.linear_norm.weight.uniform_(0.5, 1.5)
+            dec.linear_norm.bias.normal_()
+    return dec
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 8, 8), (2, 10, 14), (1, 5, 7)])
+def test_shapes(shape):
+    n_features = int(np.prod(shape))
+    encoder = make_encoder("conv_pool", n_features, shape, hidden_dims=(64, 24))
+    assert encoder.out_features == 24
+    assert encoder(torch.rand(6, n_features)).shape == (6, 24)
+    assert make_encoder("conv_pool", n_features, shape).out_features == 128  # hidden_dims[-1] by default
+    decoder = make_node_decoders("conv_pool", 3, LATENT, n_features, shape)
+    assert isinstance(decoder, NodeConvPoolDecoder)
+    assert decoder(torch.randn(3, 6, LATENT)).shape == (3, 6, n_features)
+
+
+def test_architecture():
+    encoder = make_encoder("conv_pool", 784, (1, 28, 28))
+    convs = [m for m in encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == \
+        [(1, 32, (3, 3), (1, 1), (1, 1)), (32, 64, (3, 3), (1, 1), (1, 1))]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in encoder) == 2
+    decoder = make_node_decoders("conv_pool", 1, LATENT, 784, (1, 28, 28))
+    assert [tuple(w.shape) for w in decoder.weights] == [(1, 32, 64, 3, 3), (1, 1, 32, 3, 3)]
+    assert (decoder.hs, decoder.ws) == ([7, 14, 28], [7, 14, 28])
+
+
+def test_divisible_sizes_upsample_by_exactly_two():
+    """For H, W divisible by 4 the decoder equals nn.Upsample(scale_factor=2, mode='bilinear') + conv."""
+    dec = _decoder(2, (1, 8, 12)).eval()
+    z = torch.randn(2, 4, LATENT, dtype=torch.float64)
+    with torch.no_grad():
+        out = dec(z)
+        x = F.leaky_relu(dec.linear_norm(dec.linear(z)), 0.3).transpose(0, 1).reshape(4, -1, 2, 3)
+        up = torch.nn.Upsample(scale_factor=2, mode="bilinear")
+        for i, (w, b) in enumerate(zip(dec.weights, dec.biases)):
+            x = F.conv2d(up(x), w.flatten(0, 1), b.flatten(), padding=1, groups=2)
+            x = F.relu(x) if i == 0 else x
+    assert_allclose(out.numpy(), x.reshape(4, 2, -1).transpose(0, 1).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_rows_selection_equals_selecting_after_the_full_pass(training):
+    dec = _decoder(4, (2, 10, 14)).train(training)
+    z = torch.randn(4, 7, LATENT, dtype=torch.float64)
+    with torch.no_grad():
+        full = dec(z)
+        assert_allclose(dec(z[1:3], slice(1, 3)).numpy(), full[1:3].numpy(), rtol=1e-12, atol=1e-12)
+        rows = torch.tensor([3, 0])
+        assert_allclose(dec(z[rows], rows).numpy(), full[rows].numpy(), rtol=1e-12, atol=1e-12)
+        assert_allclose(take_nodes(dec, [2])(z[2:3]).numpy(), full[2:3].numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_nodes_are_independent():
+    """Changing one node's weights changes only that node's output."""
+    dec = _decoder(3, (1, 8, 8)).eval()
+    z = torch.randn(3, 5, LATENT, dtype=torch.float64)
+    with torch.no_grad():
+        before = dec(z)
+        for p in (dec.weights[0], dec.weights[1], dec.biases[1], dec.linear.weight):
+            p[1].add_(0.5)
+        after = dec(z)
+    assert_allclose(after[[0, 2]].numpy(), before[[0, 2]].numpy(), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(after[1], before[1])
+
+
+def test_packed_pass_equals_per_node_calls():
+    """decode_pairs packs the conv_pool stack as NodeConvDecoder (grouped convolutions, one call)."""
+    dec = _decoder(4, (2, 10, 14)).train()
+    assert dec.max_groups_per_node > 1
+    rng = np.random.RandomState(0)
+    z = torch.as_tensor(rng.normal(size=(4, 30, LATENT))).requires_grad_()
+    mask = torch.as_tensor(rng.uniform(size=(4, 30)) < 0.4)
+    mask[1] = False
+    mask[2, :] = False
+    mask[2, 3] = True
+    mask[0, :20] = True  # one large node: several groups
+    layout = PairLayout(mask, dec.max_groups_per_node)
+    assert layout.rows is not None and len(layout.rows) > len(set(layout.rows.tolist()))  # a node in several groups
+    ref_dec = copy.deepcopy(dec)
+    out, node, sample = decode_pairs(dec, z, mask)
+    ref = torch.cat([ref_dec(z[j, mask[j]][None], slice(j, j + 1))[0] for j in range(4) if mask[j].any()])
+    assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    weights = torch.as_tensor(rng.normal(size=out.shape))
+    grads = torch.autograd.grad((out * weights).sum(), [z, *dec.parameters()])
+    ref_grads = torch.autograd.grad((ref * weights).sum(), [z, *ref_dec.parameters()])
+    for g, r in zip(grads, ref_grads):
+        assert_allclose(g.numpy(), r.numpy(), rtol=1e-9, atol=1e-10)
+    for b, r in zip(dec.buffers(), ref_dec.buffers()):
+        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", list(FAST_PARAMS), ids=lambda c: c.__name__)
+def test_tiny_fit_of_every_model(cls):
+    X, _ = load_digits()
+    X = X[:100] / 16.0
+    params = {**FAST_PARAMS[cls], **QUICK_PARAMS[cls]}
+    params = {k: (1 if k.startswith("n_epochs") else v) for k, v in params.items()}
+    model = cls(**params, encoder="conv_pool", input_shape=(1, 8, 8)).fit(X)
+    assert model.encoder_ == "conv_pool"
+    assert model.predict(X).shape == (100,)
+
+
+def test_validation():
+    from sk_hierclust import HTVAE
+
+    X = np.random.RandomState(0).rand(20, 64)
+    with pytest.raises(ValueError, match="needs input_shape"):
+        HTVAE(encoder="conv_pool").fit(X)
+    with pytest.raises(ValueError, match="values but X has"):
+        HTVAE(encoder="conv_pool", input_shape=(1, 4, 4)).fit(X)
+    with pytest.raises(ValueError, match="at least 4"):
+        HTVAE(encoder="conv_pool", input_shape=(1, 2, 32)).fit(X)
