@@ -16,7 +16,7 @@ from .._base import BaseDeepClusterer
 from .._skorch import step_lr_scheduler
 from ..nn.augment import RandomAffine
 from ..nn.encoders import make_encoder, make_node_decoders
-from ..nn.layers import NodeLinear, NodeMLP, cat_nodes, dense_block, put_nodes, take_nodes
+from ..nn.layers import NodeLinear, NodeMLP, cat_nodes, decode_pairs, dense_block, put_nodes, take_nodes
 from ..nn.losses import (
     LOG_2PI,
     kl_bernoulli,
@@ -423,8 +423,6 @@ class TreeVAEModule(nn.Module):
         their pairs together, in one padded batched pass
         (:func:`~sk_hierclust.nn.layers.decode_pairs`), with no loop over leaves.
         """
-        from ..nn.layers import decode_pairs
-
         if not self.training or self.leaf_prob_threshold <= 0:
             return (probs * negative_log_likelihood(x, decoders(z), self.likelihood)).sum(0)
         out, leaf, sample = decode_pairs(decoders, z, probs >= self.leaf_prob_threshold)  # sorted by leaf
