@@ -28,6 +28,7 @@ __all__ = [
     "EPOCH_PARAMS",
     "MODELS",
     "MODEL_REGISTRY",
+    "THUMBNAILS",
     "main",
 ]
 
@@ -51,6 +52,12 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "20newsgroups")
 
 #: Data sets of square one-channel images, which ``--encoder conv`` can read.
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist")
+
+#: Choices of ``--thumbnails``: the pictures beside each node of ``tree.png``.
+THUMBNAILS = ("mean", "sample", "none")
+
+#: Images :func:`save_outputs` averages per node for ``--thumbnails sample``.
+N_THUMBNAIL_SAMPLES = 16
 
 #: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
 #: most on 2 CPU cores, the others about their benchmark's (benchmarks/bench_*.py).
@@ -122,7 +129,8 @@ def build_parser():
             "Fit a model on the training set, print dendrogram purity (DP), "
             "leaf purity (LP), cluster accuracy (ACC) and normalized mutual "
             "information (NMI) on the training (and test) set, and write "
-            "OUT/tree.png and OUT/model.joblib."
+            "OUT/tree.png (for images with a thumbnail per node, see --thumbnails) "
+            "and OUT/model.joblib."
         ),
     )
     fit.add_argument("--model", choices=sorted(MODELS), default="treevae",
@@ -166,6 +174,11 @@ def build_parser():
     talk.add_argument("-q", "--quiet", action="store_true",
                       help="print no training progress (the scores and the files written are still "
                            "printed)")
+    fit.add_argument("--thumbnails", choices=THUMBNAILS, default=None,
+                     help="pictures in OUT/tree.png: the mean of the training images routed to each node "
+                          f"(mean), the mean of {N_THUMBNAIL_SAMPLES} images the model generates from each "
+                          "node (sample), or none (default: mean for the image data sets " + ", ".join(IMAGE_DATASETS)
+                          + ", none otherwise)")
     fit.add_argument("--out", metavar="DIR", default="results",
                      help="output folder, created if needed; checked before the fit (default: %(default)s)")
     fit.set_defaults(func=fit_command, command_parser=fit)
@@ -297,7 +310,8 @@ def progress_callbacks(verbose=0, quiet=False):
         For the estimator's ``callbacks`` parameter: ``("phase_printer", PhasePrinter())``
         (one line when a training phase starts and one when it ends) and, unless
         ``verbose``, ``("progress", PhaseProgressBar())`` (a progress bar over the
-        batches of the running epoch, on standard error).
+        batches of the running epoch, on standard error, labelled with the phase and
+        the epoch within it, e.g. ``pretrain epoch 3``).
     """
     if quiet:
         return []
@@ -316,24 +330,57 @@ def fit_model(model, X):
     return time.perf_counter() - start
 
 
-def save_outputs(model, X_train, y_train, out):
+def thumbnail_mode(args):
+    """The ``--thumbnails`` of ``args``, its default resolved from the data set.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``fit`` arguments (``thumbnails``, ``dataset``).
+
+    Returns
+    -------
+    mode : {"mean", "sample", "none"}
+        ``args.thumbnails`` if given, else ``"mean"`` for :data:`IMAGE_DATASETS` and
+        ``"none"`` for the others.
+    """
+    if getattr(args, "thumbnails", None) is not None:
+        return args.thumbnails
+    return "mean" if args.dataset in IMAGE_DATASETS else "none"
+
+
+def save_outputs(model, X_train, y_train, out, *, thumbnails="none", image_shape=None):
     """Write ``out/tree.png`` and ``out/model.joblib``.
 
     Parameters
     ----------
     model : fitted estimator
-        Has ``tree_`` (a :class:`~sk_hierclust.ClusterTree`) and ``apply``.
+        Has ``tree_`` (a :class:`~sk_hierclust.ClusterTree`), ``apply`` and, for
+        ``thumbnails="sample"``, ``sample``.
     X_train : ndarray of shape (n_samples, n_features)
         Training inputs, to place the samples in the tree picture.
     y_train : ndarray of shape (n_samples,)
-        Training labels, to colour the tree picture.
+        Training labels: each leaf of the picture shows its majority class and purity.
     out : str or path-like
         Output folder, created if needed.
+    thumbnails : {"none", "mean", "sample"}, default="none"
+        Picture drawn on each node: none; the mean of the training images routed to
+        its subtree; or the mean of :data:`N_THUMBNAIL_SAMPLES` images generated from
+        the node (``model.sample(N_THUMBNAIL_SAMPLES, node=v)``).
+    image_shape : tuple of int, default=None
+        Shape of one image, ``(h, w)`` or ``(c, h, w)``; None for square one-channel
+        images (see :meth:`~sk_hierclust.ClusterTree.plot`).
 
     Returns
     -------
     tree_path, model_path : pathlib.Path
         The two files written.
+
+    Raises
+    ------
+    ValueError
+        If ``thumbnails`` is not one of :data:`THUMBNAILS`, or the images do not have
+        ``image_shape``.
     """
     import joblib
     import matplotlib
@@ -343,8 +390,19 @@ def save_outputs(model, X_train, y_train, out):
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if thumbnails not in THUMBNAILS:
+        raise ValueError(f"thumbnails must be one of {THUMBNAILS}; got {thumbnails!r}.")
     tree_path, model_path = out / "tree.png", out / "model.joblib"
-    ax = model.tree_.plot(y=y_train, nodes=model.apply(X_train))
+    pictures = {}
+    if thumbnails == "mean":
+        pictures = {"images": X_train, "image_shape": image_shape}
+    elif thumbnails == "sample":
+        import numpy as np
+
+        generated = [model.sample(N_THUMBNAIL_SAMPLES, node=v).mean(axis=0)
+                     for v in range(model.tree_.node_count)]
+        pictures = {"thumbnails": np.stack(generated), "image_shape": image_shape}
+    ax = model.tree_.plot(y=y_train, nodes=model.apply(X_train), **pictures)
     ax.figure.savefig(tree_path, dpi=150, bbox_inches="tight")
     plt.close(ax.figure)
     joblib.dump(model, model_path)
@@ -415,6 +473,8 @@ def prepare_fit(parser, args):
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
     if encoder in ("conv", "conv_pool") and args.dataset not in IMAGE_DATASETS:
         parser.error(f"--encoder {encoder} needs images; {args.dataset} is not an image data set (use mlp)")
+    if thumbnail_mode(args) != "none" and args.dataset not in IMAGE_DATASETS:
+        parser.error(f"--thumbnails {args.thumbnails} needs images; {args.dataset} is not an image data set")
     if args.device == "cuda":
         import torch
 
@@ -501,7 +561,10 @@ def fit_command(parser, args):
     print(f"(Ward: Ward linkage on the raw features, cut at the model's {n_leaves} leaves)")
     print(f"fit time: {seconds:.1f} s, leaves: {tree.n_leaves} "
           f"({len(tree.label_to_node)} holding training samples)")
-    tree_path, model_path = save_outputs(model, X_train, y_train, args.out)
+    tree_path, model_path = save_outputs(model, X_train, y_train, args.out,
+                                         thumbnails=thumbnail_mode(args),
+                                         image_shape=_image_shape(X_train.shape[1])
+                                         if args.dataset in IMAGE_DATASETS else None)
     print(f"wrote {tree_path}\nwrote {model_path}")
 
 

@@ -27,6 +27,141 @@ def _as_index_array(values, name):
     return arr.astype(np.int64, copy=False)
 
 
+#: Side of a thumbnail in :meth:`ClusterTree.plot`, in points (1/72 inch).
+_THUMBNAIL_POINTS = 36.0
+#: Padding of a label's rounded box, in units of the font size (matplotlib's default).
+_BOX_PAD = 0.3
+#: Largest side of a figure that :meth:`ClusterTree.plot` creates, in inches.
+_MAX_FIGURE_INCHES = 100.0
+
+
+def _label_extent(text, fontsize):
+    """Width and height in points of a (multi-line) label inside its rounded box.
+
+    Measured on the text's glyph outlines with the default font, so independent of the
+    backend; a little larger than what matplotlib draws (line spacing 1.2 on every line).
+    """
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop = FontProperties(size=fontsize)
+    measure = TextToPath()
+    lines = text.split("\n")
+    width = max(measure.get_text_width_height_descent(line, prop, ismath=False)[0]
+                for line in lines)
+    pad = 2 * _BOX_PAD * fontsize
+    return width + pad, 1.2 * fontsize * len(lines) + pad
+
+
+def _limits(low, high, margin_low, margin_high, extent, fallback):
+    """Axis limits around ``[low, high]`` leaving ``margin_*`` points on an axis of ``extent`` points."""
+    span = high - low
+    room = extent - margin_low - margin_high
+    if span <= 0 or room <= 0:
+        return low - fallback, high + fallback
+    per_point = span / room  # data units per point
+    return low - margin_low * per_point, high + margin_high * per_point
+
+
+def _check_image_shape(image_shape, row_shape, name):
+    """Check ``image_shape`` against the shape of one row of images; return it as a tuple.
+
+    Parameters
+    ----------
+    image_shape : tuple of int or None
+        ``(h, w)`` or ``(c, h, w)`` with c in 1, 3, 4; None infers it from ``row_shape``.
+    row_shape : tuple of int
+        Shape of one image as given: ``(n_features,)``, ``(h, w)`` or ``(c, h, w)``.
+    name : str
+        Name of the images argument, for the error messages.
+
+    Returns
+    -------
+    image_shape : tuple of int
+        ``(h, w)`` or ``(c, h, w)``.
+
+    Raises
+    ------
+    ValueError
+        If ``image_shape`` is malformed or does not hold ``prod(row_shape)`` values, or
+        it is None and ``row_shape`` is flat and not a perfect square.
+    """
+    n_values = int(np.prod(row_shape)) if len(row_shape) else 0
+    if image_shape is None:
+        if len(row_shape) in (2, 3):
+            image_shape = row_shape
+        elif len(row_shape) == 1 and int(np.sqrt(n_values)) ** 2 == n_values and n_values:
+            side = int(np.sqrt(n_values))
+            image_shape = (side, side)
+        else:
+            raise ValueError(
+                f"Cannot tell the image shape of {name} of shape (n, {', '.join(map(str, row_shape))}): "
+                "pass image_shape=(height, width) or (channels, height, width)."
+            )
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_shape must be a tuple of ints; got {image_shape!r}.") from None
+    if len(shape) not in (2, 3) or min(shape) < 1 or (len(shape) == 3 and shape[0] not in (1, 3, 4)):
+        raise ValueError(
+            "image_shape must be (height, width) or (channels, height, width) with 1, 3 or 4 "
+            f"channels; got {image_shape!r}."
+        )
+    if int(np.prod(shape)) != n_values:
+        raise ValueError(
+            f"{name} of shape (n, {', '.join(map(str, row_shape))}) do not hold images of shape "
+            f"{shape}: {n_values} values per image instead of {int(np.prod(shape))}."
+        )
+    return shape
+
+
+def _as_pictures(thumbnails, image_shape, node_count, name):
+    """Per-node pictures given directly: a list of arrays of ``image_shape`` (None for NaN rows)."""
+    if sparse.issparse(thumbnails):
+        thumbnails = thumbnails.toarray()
+    thumbnails = np.asarray(thumbnails, dtype=np.float64)
+    if thumbnails.ndim < 2 or thumbnails.shape[0] != node_count:
+        raise ValueError(
+            f"{name} must have one row per node ({node_count}); got shape {thumbnails.shape}."
+        )
+    shape = _check_image_shape(image_shape, thumbnails.shape[1:], name)
+    flat = thumbnails.reshape(node_count, -1)
+    return [None if np.isnan(row).any() else row.reshape(shape) for row in flat]
+
+
+def _display_pictures(pictures):
+    """Pictures as matplotlib draws them, and the shared colour scale of one-channel ones.
+
+    Parameters
+    ----------
+    pictures : list of (ndarray of shape (h, w) or (c, h, w), or None)
+
+    Returns
+    -------
+    pictures : list of (ndarray of shape (h, w) or (h, w, c), or None)
+        One-channel pictures as (h, w), unchanged; RGB(A) ones channel-last, rescaled
+        together to [0, 1] when they leave it.
+    norm : matplotlib.colors.Normalize or None
+        Shared scale over all one-channel pictures.
+    """
+    from matplotlib.colors import Normalize
+
+    drawn = [p for p in pictures if p is not None]
+    if not drawn:
+        return pictures, None
+    if drawn[0].ndim == 2 or drawn[0].shape[0] == 1:
+        out = [None if p is None else p.reshape(p.shape[-2:]) for p in pictures]
+        low = min(float(p.min()) for p in drawn)
+        high = max(float(p.max()) for p in drawn)
+        return out, Normalize(vmin=low, vmax=high if high > low else low + 1.0)
+    low = min(float(p.min()) for p in drawn)
+    high = max(float(p.max()) for p in drawn)
+    if low < 0 or high > 1:
+        scale = high - low if high > low else 1.0
+        pictures = [None if p is None else (p - low) / scale for p in pictures]
+    return [None if p is None else np.moveaxis(p, 0, -1) for p in pictures], None
+
+
 class ClusterTree:
     """Rooted tree of clusters stored as parallel numpy arrays.
 
@@ -631,55 +766,107 @@ class ClusterTree:
             x[v] = 0.5 * (x[kids[0]] + x[kids[-1]])
         return x, -self.depth.astype(np.float64)
 
-    def plot(self, ax=None, *, y=None, nodes=None):
-        r"""Draw the tree top-down with matplotlib.
+    def plot(self, ax=None, *, y=None, nodes=None, images=None, thumbnails=None,
+             image_shape=None, cmap="gray_r"):
+        r"""Draw the tree top-down with matplotlib, optionally with a thumbnail per node.
 
         Leaves are spread evenly on the x axis in left-to-right depth-first
         order, each internal node is centred over its children and the root
         is at the top. Each node is annotated with its sample count.
 
+        For image data each node can also show a thumbnail: the mean of the
+        ``images`` routed to its subtree, or a picture given per node in
+        ``thumbnails`` (e.g. the mean of ``model.sample(16, node=v)``). The
+        thumbnail is centred on the node and its label sits below it.
+
+        When ``ax`` is None the figure size follows from the tree: one
+        column per leaf as wide as the widest label (or thumbnail) and one
+        row per depth as tall as a thumbnail and its label, so that no two
+        labels or thumbnails overlap (up to 100 inches wide; larger trees
+        are squeezed). On a given ``ax`` the labels keep their font size and
+        may overlap if the axes are too small for the tree.
+
         Parameters
         ----------
         ax : matplotlib.axes.Axes, default=None
-            Axes to draw on; a new figure is created when ``None``.
+            Axes to draw on; a new figure sized for the tree is created when
+            ``None``.
         y : array-like of shape (n_samples,), default=None
             True classes of samples. Requires ``nodes``; each leaf then also
             shows its majority class and purity, e.g. ``"n=523\n7: 96%"``.
         nodes : array-like of int, shape (n_samples,), default=None
-            Node id of each sample. When given, the annotated counts are the
-            numbers of these samples in each subtree; otherwise
-            ``n_node_samples`` is shown.
+            Node id of each sample (e.g. ``model.apply(X)``). When given,
+            the annotated counts are the numbers of these samples in each
+            subtree; otherwise ``n_node_samples`` is shown.
+        images : {array-like, sparse matrix}, shape (n_samples, n_features) or (n_samples, \*image_shape), default=None
+            The samples placed by ``nodes``, one flattened (or already
+            shaped) image per row. Each node shows the mean image of the
+            samples in its subtree; nodes without samples show none.
+        thumbnails : array-like of shape (node_count, n_features) or (node_count, \*image_shape), default=None
+            One picture per node, drawn as given; a row containing NaN is
+            not drawn. Cannot be combined with ``images``.
+        image_shape : tuple of int, default=None
+            Shape of one image: ``(height, width)`` or channel-first
+            ``(channels, height, width)`` with 1, 3 (RGB) or 4 (RGBA)
+            channels. ``None`` reads it from the shape of ``images`` /
+            ``thumbnails`` when they have 3 (``(n, h, w)``) or 4
+            (``(n, c, h, w)``) dimensions, and otherwise assumes square
+            one-channel images (64 features -> 8 x 8).
+        cmap : str or matplotlib.colors.Colormap, default="gray_r"
+            Colour map of one-channel thumbnails, scaled over all drawn
+            thumbnails together (so they can be compared); the default draws
+            high values (ink) dark on white. RGB(A) thumbnails are rescaled
+            together to [0, 1] when they leave that range.
 
         Returns
         -------
         ax : matplotlib.axes.Axes
-            The axes drawn on.
+            The axes drawn on. The labels are ``ax.texts`` (one per node, in
+            node order, anchored at the node); the thumbnails are
+            :class:`~matplotlib.offsetbox.AnnotationBbox` artists in
+            ``ax.artists`` with gid ``"thumbnail-<node>"``.
 
         Raises
         ------
         ValueError
-            If only one of ``y`` and ``nodes`` is given, or their lengths
-            differ, or a node id is unknown.
+            If ``y`` or ``images`` is given without ``nodes``, or ``y``
+            and ``nodes`` differ in length, a node id is unknown, both
+            ``images`` and ``thumbnails`` are given, or the images do not
+            match ``image_shape`` (wrong number of rows or features, a
+            non-square ``n_features`` without ``image_shape``, or a bad
+            ``image_shape``).
         ImportError
             If matplotlib is not installed.
 
         Examples
         --------
         >>> ax = ClusterTree([-1, 0, 0], [5, 3, 2]).plot()  # doctest: +SKIP
+
+        Mean images of a fitted model's training samples, 8 x 8 digits:
+
+        >>> ax = model.tree_.plot(y=y, nodes=model.apply(X), images=X,
+        ...                       image_shape=(8, 8))  # doctest: +SKIP
         """
         try:
             import matplotlib.pyplot as plt
             from matplotlib.collections import LineCollection
+            from matplotlib.offsetbox import AnnotationBbox, OffsetImage
         except ImportError as exc:  # pragma: no cover - depends on env
             raise ImportError(
                 "ClusterTree.plot requires matplotlib: pip install matplotlib"
             ) from exc
-        if (y is None) != (nodes is None):
+        if y is not None and nodes is None:
             raise ValueError("y and nodes must be given together.")
+        if images is not None and thumbnails is not None:
+            raise ValueError("Give images or thumbnails, not both.")
+        if images is not None and nodes is None:
+            raise ValueError("images requires nodes, the node of each image.")
         counts = self.n_node_samples
         leaf_text = {}
         if nodes is not None:
             nodes = self._check_nodes(nodes).ravel()
+            counts = self._subtree_sum(np.bincount(nodes, minlength=self.node_count))
+        if y is not None:
             y = np.asarray(y).ravel()
             if y.shape[0] != nodes.shape[0]:
                 raise ValueError(
@@ -690,16 +877,45 @@ class ClusterTree:
             per_class = np.zeros((self.node_count, classes.size), dtype=np.int64)
             np.add.at(per_class, (nodes, y_idx), 1)
             per_class = self._subtree_sum(per_class)
-            counts = per_class.sum(axis=1)
             for v in np.flatnonzero(self.is_leaf & (counts > 0)):
                 k = int(per_class[v].argmax())
                 leaf_text[v] = f"\n{classes[k]}: {per_class[v, k] / counts[v]:.0%}"
+        pictures, norm = None, None
+        if images is not None:
+            pictures = self._mean_images(images, nodes, image_shape)
+        elif thumbnails is not None:
+            pictures = _as_pictures(thumbnails, image_shape, self.node_count, "thumbnails")
+        if pictures is not None:
+            pictures, norm = _display_pictures(pictures)
+        labels = [f"n={counts[v]}{leaf_text.get(v, '')}" for v in range(self.node_count)]
 
-        if ax is None:
-            width = min(30.0, max(4.0, 0.8 * self.n_leaves))
-            height = min(20.0, max(3.0, 1.2 * (self.max_depth + 1)))
-            _, ax = plt.subplots(figsize=(width, height))
+        # sizes in points: label boxes, the thumbnail, the gaps between them
+        fontsize = 8.0
+        label_w, label_h = np.array([_label_extent(s, fontsize) for s in labels]).T
+        thumb = _THUMBNAIL_POINTS if pictures is not None else 0.0
+        framed = thumb + 4.0 if pictures is not None else 0.0  # with its frame's pad and line
+        gap = fontsize
+        if pictures is not None:
+            below = framed / 2 + 1.0 + label_h.max()  # the label hangs below the thumbnail
+            above = framed / 2
+        else:
+            below = above = label_h.max() / 2
+        col = max(label_w.max(), framed) + gap  # points per leaf
+        row = above + below + gap  # points per depth
+        margin_x, margin_above, margin_below = col / 2, above + gap / 2, below + gap / 2
+
         x, yy = self._layout()
+        span_x, span_y = x.max() - x.min(), float(self.max_depth)
+        if ax is None:
+            width = min(_MAX_FIGURE_INCHES, (span_x * col + 2 * margin_x) / 72)
+            height = min(_MAX_FIGURE_INCHES, (span_y * row + margin_above + margin_below) / 72)
+            fig = plt.figure(figsize=(max(width, 1.0), max(height, 0.6)))
+            ax = fig.add_axes((0, 0, 1, 1))
+        # data-unit margins that leave room for the outermost labels and thumbnails
+        box = ax.get_position().transformed(ax.figure.transFigure)  # in pixels
+        points = 72 / ax.figure.dpi
+        ax.set_xlim(*_limits(x.min(), x.max(), margin_x, margin_x, box.width * points, 0.6))
+        ax.set_ylim(*_limits(yy.min(), 0.0, margin_below, margin_above, box.height * points, 0.6))
         if self.node_count > 1:
             child = np.arange(1, self.node_count)
             segments = np.stack(
@@ -710,20 +926,72 @@ class ClusterTree:
                 axis=1,
             )
             ax.add_collection(LineCollection(segments, colors="0.5", linewidths=1, zorder=1))
+        text_options = {"ha": "center", "va": "center"}
+        if pictures is not None:
+            # the label's box hangs 1 point below the thumbnail's frame
+            text_options = {"ha": "center", "va": "top", "textcoords": "offset points",
+                            "xytext": (0, -(framed / 2 + 1.0 + _BOX_PAD * fontsize))}
+            for v in range(self.node_count):
+                picture = pictures[v]
+                if picture is None:
+                    continue
+                image = OffsetImage(picture, zoom=thumb / max(picture.shape[:2]), cmap=cmap,
+                                    norm=norm, interpolation="nearest")
+                artist = AnnotationBbox(image, (x[v], yy[v]), pad=0.1, zorder=3,
+                                        bboxprops={"ec": "0.3", "lw": 0.5})
+                artist.set_gid(f"thumbnail-{v}")
+                ax.add_artist(artist)
         for v in range(self.node_count):
             ax.annotate(
-                f"n={counts[v]}{leaf_text.get(v, '')}",
+                labels[v],
                 (x[v], yy[v]),
-                ha="center",
-                va="center",
-                fontsize=8,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.3"},
-                zorder=2,
+                fontsize=fontsize,
+                bbox={"boxstyle": f"round,pad={_BOX_PAD}", "fc": "white", "ec": "0.3"},
+                zorder=4,
+                gid=f"label-{v}",
+                **text_options,
             )
-        ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
-        ax.set_ylim(yy.min() - 0.6, 0.6)
         ax.set_axis_off()
         return ax
+
+    def _mean_images(self, images, nodes, image_shape):
+        """Mean image over each node's subtree of the ``images`` placed by ``nodes``.
+
+        Parameters
+        ----------
+        images : {array-like, sparse matrix} of shape (n_samples, ...)
+            See :meth:`plot`.
+        nodes : ndarray of shape (n_samples,), dtype int64
+            Checked node id of each image.
+        image_shape : tuple of int or None
+            See :meth:`plot`.
+
+        Returns
+        -------
+        means : list of (ndarray of shape image_shape or None)
+            Per node, the mean image (channel-first as ``image_shape``), or
+            None for a node without samples.
+        """
+        if sparse.issparse(images):
+            images = images.toarray()
+        images = np.asarray(images, dtype=np.float64)
+        if images.ndim < 1 or images.shape[0] != nodes.shape[0]:
+            raise ValueError(
+                f"images must have one row per entry of nodes ({nodes.shape[0]}); got "
+                f"shape {images.shape}."
+            )
+        shape = _check_image_shape(image_shape, images.shape[1:], "images")
+        flat = images.reshape(images.shape[0], -1)
+        n = nodes.shape[0]
+        routing = sparse.csr_matrix(
+            (np.ones(n), (nodes, np.arange(n))), shape=(self.node_count, n)
+        )
+        sums = self._subtree_sum(np.asarray(routing @ flat))
+        counts = self._subtree_sum(np.bincount(nodes, minlength=self.node_count))
+        return [
+            (sums[v] / counts[v]).reshape(shape) if counts[v] else None
+            for v in range(self.node_count)
+        ]
 
     # ------------------------------------------------------------ factories
     @classmethod

@@ -404,3 +404,112 @@ def test_ward_scores_known_answer():
     assert cli.ward_scores(X, np.array([0, 0, 1, 1]), 2) == {"DP": 1.0, "LP": 1.0, "ACC": 1.0, "NMI": 1.0}
     # cut at 1 leaf: DP = purity of the root for each same-class pair = 1/2
     assert cli.ward_scores(X, np.array([0, 0, 1, 1]), 1)["DP"] == 0.5
+
+
+class _PlotSpy:
+    """Wrap ``ClusterTree.plot``: record the keyword arguments and axes of every call."""
+
+    def __init__(self, monkeypatch):
+        from sk_hierclust.tree import ClusterTree
+
+        self.calls = []
+        plot = ClusterTree.plot
+
+        def spy(tree, *args, **kwargs):
+            ax = plot(tree, *args, **kwargs)
+            self.calls.append((tree, kwargs, ax))
+            return ax
+
+        monkeypatch.setattr(ClusterTree, "plot", spy)
+
+
+def _drawn_thumbnails(ax):
+    """Node id -> image data of the thumbnails drawn on ``ax``."""
+    from matplotlib.offsetbox import AnnotationBbox
+
+    return {int(a.get_gid().split("-")[1]): a.offsetbox.get_data() for a in ax.artists
+            if isinstance(a, AnnotationBbox)}
+
+
+def test_fit_digits_draws_mean_thumbnails_and_a_progress_bar_per_phase(tmp_path, capsys, monkeypatch):
+    spy = _PlotSpy(monkeypatch)
+    status = cli.main(["fit", "--model", "hcrl", "--n-samples", "200", "--epochs", "1",
+                       "--out", str(tmp_path)])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert (tmp_path / "tree.png").stat().st_size > 0
+    (tree, kwargs, ax), = spy.calls
+    X, y = load_digits()
+    X, y = X[:200], y[:200]
+    # by default the picture shows the mean training image of each node, 8 x 8
+    np.testing.assert_array_equal(kwargs["images"], X)
+    assert kwargs["image_shape"] == (1, 8, 8) and "thumbnails" not in kwargs
+    np.testing.assert_array_equal(kwargs["y"], y)
+    drawn = _drawn_thumbnails(ax)
+    fitted = joblib.load(tmp_path / "model.joblib")
+    nodes = fitted.apply(X)
+    np.testing.assert_array_equal(kwargs["nodes"], nodes)
+    placed = tree.decision_path(nodes).sum(axis=0).A1  # samples in each subtree
+    assert sorted(drawn) == np.flatnonzero(placed > 0).tolist()
+    np.testing.assert_allclose(drawn[0], X.mean(axis=0).reshape(8, 8), rtol=1e-6)
+    leaf = int(nodes[0])
+    in_leaf = nodes == leaf
+    np.testing.assert_allclose(drawn[leaf], X[in_leaf].mean(axis=0).reshape(8, 8), rtol=1e-6)
+
+    # one progress bar per training phase, named after the phase: "<phase> epoch <k>"
+    phases = _unique(row["phase"] for row in fitted.history_)
+    assert phases == ["pretrain", "train"]
+    for phase in phases:
+        assert re.search(rf"(^|\r){phase} epoch 1: +\d+%", captured.err, flags=re.MULTILINE), captured.err
+
+
+def test_fit_thumbnails_sample_draws_the_node_means_of_generated_images(tmp_path, capsys, monkeypatch):
+    spy = _PlotSpy(monkeypatch)
+    status = cli.main(["fit", "--model", "vlac", "--n-samples", "200", "--epochs", "1", "--quiet",
+                       "--thumbnails", "sample", "--out", str(tmp_path)])
+    assert status == 0
+    (tree, kwargs, ax), = spy.calls
+    assert "images" not in kwargs and kwargs["image_shape"] == (1, 8, 8)
+    fitted = joblib.load(tmp_path / "model.joblib")
+    expected = np.stack([fitted.sample(cli.N_THUMBNAIL_SAMPLES, node=v).mean(axis=0)
+                         for v in range(tree.node_count)])
+    np.testing.assert_allclose(kwargs["thumbnails"], expected, rtol=1e-6)
+    drawn = _drawn_thumbnails(ax)
+    assert sorted(drawn) == list(range(tree.node_count))
+    np.testing.assert_allclose(drawn[tree.node_count - 1], expected[-1].reshape(8, 8), rtol=1e-6)
+
+
+def test_fit_thumbnails_none_draws_no_pictures(tmp_path, capsys, monkeypatch):
+    spy = _PlotSpy(monkeypatch)
+    status = cli.main(["fit", "--model", "vlac", "--n-samples", "200", "--epochs", "1", "--quiet",
+                       "--thumbnails", "none", "--out", str(tmp_path)])
+    assert status == 0
+    (tree, kwargs, ax), = spy.calls
+    assert not {"images", "thumbnails"} & set(kwargs)
+    assert _drawn_thumbnails(ax) == {}
+    assert (tmp_path / "tree.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "options, mode",
+    [([], "mean"), (["--dataset", "mnist"], "mean"), (["--dataset", "fashion_mnist"], "mean"),
+     (["--dataset", "20newsgroups"], "none"), (["--thumbnails", "sample"], "sample"),
+     (["--dataset", "20newsgroups", "--thumbnails", "none"], "none")],
+)
+def test_thumbnail_mode_defaults_to_mean_images_for_image_datasets(options, mode):
+    assert cli.thumbnail_mode(cli.build_parser().parse_args(["fit", *options])) == mode
+
+
+@pytest.mark.parametrize("mode", ["mean", "sample"])
+def test_thumbnails_of_text_are_a_usage_error(mode, tmp_path, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["fit", "--dataset", "20newsgroups", "--data-home", str(tmp_path),
+                  "--thumbnails", mode, "--out", str(tmp_path / "out")])
+    assert excinfo.value.code == 2
+    assert f"--thumbnails {mode} needs images" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_save_outputs_refuses_an_unknown_thumbnail_mode(tmp_path):
+    with pytest.raises(ValueError, match="thumbnails must be one of"):
+        cli.save_outputs(None, None, None, tmp_path, thumbnails="median")
