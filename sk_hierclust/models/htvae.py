@@ -408,7 +408,7 @@ class HTVAE(BaseDeepClusterer):
         Virtual root (depth 0), then the non-empty codes of ``S_M`` (depth 1), ..., then those
         of ``S_1`` (depth ``M``, the leaves), each map's codes in row-major lattice order;
         ``n_node_samples`` counts training samples.
-    node_codes_ : ndarray of shape (tree_.node_count, 2)
+    node_codes_ : ndarray of shape (``tree_.node_count``, 2)
         ``(depth, code)`` of each node of ``tree_``: its depth (``tree_.depth``; 1 = the
         coarsest map, ..., ``M`` = the finest) and the row-major index of its code in the
         lattice of that map; ``(0, -1)`` for the root.

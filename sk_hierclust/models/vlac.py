@@ -614,7 +614,7 @@ class VLAC(BaseDeepClusterer):
 
         Returns
         -------
-        ndarray of shape (n_samples, sum(latent_dims_))
+        ndarray of shape (n_samples, ``sum(latent_dims_)``)
             Column names from :meth:`get_feature_names_out`.
         """
         X = self._validate_X(X)
@@ -631,7 +631,7 @@ class VLAC(BaseDeepClusterer):
 
         Returns
         -------
-        ndarray of str objects, shape (sum(latent_dims_),)
+        ndarray of str objects, shape (``sum(latent_dims_)``,)
         """
         check_is_fitted(self, "latent_dims_")
         _check_feature_names_in(self, input_features, generate_names=False)
