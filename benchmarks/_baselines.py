@@ -1,0 +1,251 @@
+"""Baselines shared by the benchmarks: Ward, a plain VAE embedding, recursive k-means, and the score row.
+
+Every tree function returns ``(tree, nodes)``: a :class:`~sk_hierclust.ClusterTree` and the
+node of each input row in it (a labelled leaf), so that :func:`score_row` scores models and
+baselines alike::
+
+    tree, nodes = ward_tree(X_test, n_leaves=10)
+    row = score_row("Ward, 10 leaves", y_test, tree, nodes, fit_s)
+
+``benchmarks`` is not a package: import this module by putting ``benchmarks/`` on
+``sys.path`` (the scripts run from there have it) or by
+``importlib.util.spec_from_file_location``.
+"""
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.cluster.hierarchy import linkage
+from sklearn.cluster import KMeans
+from torch import nn
+
+from sk_hierclust import ClusterTree
+from sk_hierclust.metrics import hierarchy_scores
+from sk_hierclust.nn.encoders import make_encoder, make_node_decoders
+from sk_hierclust.nn.losses import kl_normal, negative_log_likelihood, reparameterize, split_normal
+
+__all__ = ["SCORE_COLUMNS", "hkm_tree", "score_row", "timed", "vae_embedding", "ward_tree"]
+
+#: Keys of a :func:`score_row` row after ``"model"``, in table order.
+SCORE_COLUMNS = ("DP", "LP", "ACC", "NMI", "fit s", "leaves")
+
+
+def _dense(X):
+    """``X`` as a float64 ndarray (sparse matrices densified)."""
+    return (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float64)
+
+
+def timed(fn, *args, **kwargs):
+    """Call ``fn(*args, **kwargs)`` and return ``(result, CPU seconds)`` (``time.process_time``)."""
+    start = time.process_time()
+    result = fn(*args, **kwargs)
+    return result, time.process_time() - start
+
+
+def ward_tree(X, n_leaves):
+    """Ward linkage (scipy) on the rows of ``X``, cut to ``n_leaves`` leaves.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Inputs (densified if sparse; the linkage needs ``n_samples ** 2 / 2`` floats).
+    n_leaves : int or sequence of int
+        Where to cut the merge tree. A sequence cuts the same linkage several times.
+
+    Returns
+    -------
+    tree, nodes : ClusterTree, ndarray of shape (n_samples,)
+        The cut tree (:meth:`ClusterTree.from_linkage`) and each row's leaf; for a sequence
+        ``n_leaves``, a list of such pairs, one per entry.
+    """
+    Z = linkage(_dense(X), "ward")
+    if np.ndim(n_leaves):
+        return [ClusterTree.from_linkage(Z, n_leaves=int(k)) for k in n_leaves]
+    return ClusterTree.from_linkage(Z, n_leaves=int(n_leaves))
+
+
+def hkm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3):
+    """Hierarchical k-means: recursive binary k-means (scikit-learn ``KMeans``) on the rows of ``X``.
+
+    Without ``n_leaves`` every node with at least ``min_size`` rows is split in two, down to
+    ``depth`` (at most ``2 ** depth`` leaves). With ``n_leaves``, the largest splittable leaf
+    (fewer than ``depth`` levels deep) is split until the tree has ``n_leaves`` leaves (bisecting
+    k-means), or no leaf can be split.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Inputs (``KMeans`` takes CSR matrices as they are).
+    depth : int
+        Largest depth of a leaf, the root at depth 0.
+    random_state : int, default=0
+        Seed of every ``KMeans``.
+    n_leaves : int, default=None
+        Stop at this many leaves (largest leaf split first); None: the full binary tree.
+    min_size : int, default=2
+        A node with fewer rows is not split.
+    n_init : int, default=3
+        ``KMeans`` restarts per split.
+
+    Returns
+    -------
+    tree, nodes : ClusterTree, ndarray of shape (n_samples,)
+        The tree (nodes numbered in creation order, so parents come first) and each row's leaf.
+    """
+    n = X.shape[0]
+    parent, depths, nodes = [-1], [0], np.zeros(n, dtype=np.int64)
+    members = {0: np.arange(n)}  # the current leaves' rows
+    frozen = set()  # leaves KMeans could not split (one cluster only)
+
+    def splittable(v):
+        return depths[v] < depth and len(members[v]) >= max(min_size, 2) and v not in frozen
+
+    while n_leaves is None or len(members) < n_leaves:
+        candidates = [v for v in members if splittable(v)]
+        if not candidates:
+            break
+        # full tree: split breadth-first (shallowest, then lowest id); n_leaves: the largest leaf
+        v = (min(candidates, key=lambda u: (depths[u], u)) if n_leaves is None
+             else max(candidates, key=lambda u: (len(members[u]), -u)))
+        rows = members[v]
+        labels = KMeans(2, n_init=n_init, random_state=random_state).fit_predict(X[rows])
+        if np.unique(labels).size < 2:
+            frozen.add(v)
+            continue
+        del members[v]
+        for k in (0, 1):
+            child = len(parent)
+            parent.append(v)
+            depths.append(depths[v] + 1)
+            members[child] = rows[labels == k]
+            nodes[members[child]] = child
+    return ClusterTree.from_sample_nodes(parent, nodes), nodes
+
+
+class _VAE(nn.Module):
+    """Plain VAE: the package's encoder, a Gaussian head, one decoder of the package's node stack."""
+
+    def __init__(self, n_features, latent_dim, encoder, input_shape, hidden_dims, likelihood):
+        super().__init__()
+        self.likelihood = likelihood
+        self.encoder = make_encoder(encoder, n_features, input_shape, hidden_dims)
+        self.head = nn.Linear(self.encoder.out_features, 2 * latent_dim)
+        self.decoder = make_node_decoders(encoder, 1, latent_dim, n_features, input_shape, hidden_dims)
+
+    def encode(self, x):
+        return split_normal(self.head(self.encoder(x)))
+
+    def forward(self, x):
+        """Negative ELBO per sample: ``-log p(x | z) + KL(q(z | x) || N(0, I))``."""
+        mean, var = self.encode(x)
+        z = reparameterize(mean, var, self.training)
+        return negative_log_likelihood(x, self.decoder(z[None])[0], self.likelihood) + kl_normal(mean, var)
+
+
+def _rows(X, idx):
+    """Rows ``idx`` of ``X`` as a float32 tensor (sparse rows densified)."""
+    rows = X[idx]
+    rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+    return torch.as_tensor(rows, dtype=torch.float32)
+
+
+def vae_embedding(X_train, X_test, *, n_epochs=30, latent_dim=10, encoder="mlp", input_shape=None,
+                  hidden_dims=None, batch_size=256, lr=1e-3, weight_decay=1e-5, likelihood="auto",
+                  random_state=0):
+    """Fit a plain VAE on ``X_train`` and return the posterior means of both sets.
+
+    The VAE uses the models' own building blocks (:func:`sk_hierclust.nn.encoders.make_encoder`
+    and one decoder of :func:`~sk_hierclust.nn.encoders.make_node_decoders`, so ``encoder``
+    means what it means for the models), a standard-normal prior and Adam. It is the "VAE"
+    of the "VAE + Ward" baseline: Ward on these embeddings is a two-stage deep clustering.
+
+    Parameters
+    ----------
+    X_train, X_test : {ndarray, sparse matrix} of shape (n, n_features)
+        Training and evaluation inputs (sparse rows are densified batch by batch).
+    n_epochs : int, default=30
+        Passes over ``X_train``.
+    latent_dim : int, default=10
+        Width of the embedding.
+    encoder : {"mlp", "conv", "conv_pool"}, default="mlp"
+        Encoder/decoder architecture; the convolutional ones need ``input_shape``.
+    input_shape : tuple (C, H, W), default=None
+        Image shape for the convolutional architectures.
+    hidden_dims : tuple of int, default=None
+        Encoder widths (the package's default when None).
+    batch_size : int, default=256
+    lr : float, default=1e-3
+    weight_decay : float, default=1e-5
+        Adam's learning rate and weight decay.
+    likelihood : {"auto", "bernoulli", "gaussian"}, default="auto"
+        ``"auto"``: Bernoulli when ``X_train`` lies in [0, 1], else a unit-variance Gaussian
+        (as the models choose).
+    random_state : int, default=0
+        Seeds torch (weights, noise) and the batch order.
+
+    Returns
+    -------
+    Z_train, Z_test : ndarray of shape (n, latent_dim), float64
+        Posterior means ``E[z | x]`` of ``X_train`` and ``X_test`` (evaluation mode).
+    """
+    if likelihood == "auto":
+        lo, hi = (X_train.min(), X_train.max())
+        likelihood = "bernoulli" if lo >= 0 and hi <= 1 else "gaussian"
+    torch.manual_seed(random_state)
+    rng = np.random.RandomState(random_state)
+    module = _VAE(X_train.shape[1], latent_dim, encoder, input_shape, hidden_dims, likelihood)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    n = X_train.shape[0]
+    module.train()
+    for _ in range(n_epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < 2:  # batch norm needs two rows
+                continue
+            loss = module(_rows(X_train, idx)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    module.eval()
+
+    def embed(X):
+        with torch.no_grad():
+            return np.concatenate([module.encode(_rows(X, np.arange(s, min(s + 1024, X.shape[0]))))[0].numpy()
+                                   for s in range(0, X.shape[0], 1024)]).astype(np.float64)
+
+    return embed(X_train), embed(X_test)
+
+
+def score_row(name, y, tree, nodes, fit_s, labels=None):
+    """One table row: the model's name, DP, LP, ACC, NMI, fit seconds and leaves.
+
+    Parameters
+    ----------
+    name : str
+        Row name.
+    y : array-like of shape (n_samples,)
+        True classes of the scored samples.
+    tree : ClusterTree
+        The hierarchy.
+    nodes : array-like of int, shape (n_samples,)
+        Node of each sample in ``tree`` (``apply``), for the dendrogram purity.
+    fit_s : float
+        Seconds the fit took (CPU time in the benchmarks: ``time.process_time``).
+    labels : array-like of shape (n_samples,), default=None
+        Flat cluster of each sample (``predict``); default ``tree.node_to_label[nodes]``.
+
+    Returns
+    -------
+    row : dict
+        ``{"model": name, "DP", "LP", "ACC", "NMI"}`` (see
+        :func:`sk_hierclust.metrics.hierarchy_scores`), ``"fit s"`` and ``"leaves"`` (the
+        tree's leaves holding samples, ``len(tree.label_to_node)``).
+    """
+    nodes = np.asarray(nodes)
+    if labels is None:
+        labels = tree.node_to_label[nodes]
+    return {"model": name, **hierarchy_scores(y, tree, nodes, labels), "fit s": float(fit_s),
+            "leaves": int(len(tree.label_to_node))}
