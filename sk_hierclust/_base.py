@@ -10,9 +10,10 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names, _check_n_features, check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
 
+from ._lazy import LazyRows, check_finite_block, check_lazy_array, is_lazy_array, looks_like_dataset_without_shape
 from ._skorch import ELBONet
 from .tree import ClusterTree
 
@@ -44,12 +45,12 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
 
     :meth:`fit` runs the same shell for every model: validate ``X`` (dense or CSR, finite,
     float32, at least 2 samples; a sparse ``X`` is densified batch by batch, never as a
-    whole) → ``_check_params_vs_input(X, **fit_params)`` → seed torch from
-    ``random_state`` (the global torch RNG is restored after) → ``_build_module(X)`` → the
-    skorch :class:`~sk_hierclust._skorch.ELBONet` (``net_``, with the model's
-    ``_model_callbacks(seed)`` and the user's ``callbacks``) → ``_train(net, X, seed,
-    **fit_params)`` → ``tree_`` from ``_tree_assignment(X)`` → ``labels_``,
-    ``history_``, ``fit_time_``.
+    whole; a memmap or h5py/zarr-style array is read batch by batch, see :meth:`_check_X`)
+    → ``_check_params_vs_input(X, **fit_params)`` → seed torch from ``random_state`` (the
+    global torch RNG is restored after) → ``_build_module(X)`` → the skorch
+    :class:`~sk_hierclust._skorch.ELBONet` (``net_``, with the model's ``_model_callbacks(seed)``
+    and the user's ``callbacks``) → ``_train(net, X, seed, **fit_params)`` → ``tree_`` from
+    ``_tree_assignment(X)`` → ``labels_``, ``history_``, ``fit_time_``.
 
     The base then provides ``predict_proba`` (the model's leaf probabilities renormalised
     over the labelled leaves), ``predict`` (their argmax, batch by batch), ``apply`` (the leaf of
@@ -119,7 +120,11 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data: finite values, at least 2 samples; in [0, 1] for the Bernoulli
-            likelihood. A CSR matrix (e.g. TF-IDF) is densified batch by batch.
+            likelihood. A CSR matrix (e.g. TF-IDF) is densified batch by batch. A
+            ``np.memmap`` or an h5py/zarr-style array (``shape``, ``dtype``, ``__getitem__``)
+            of a numeric dtype is read and converted to float32 batch by batch, never
+            copied as a whole; its values are used as they are (uint8 pixels are not
+            divided by 255).
         y : Ignored
             Present for API consistency (e.g. ``GridSearchCV`` scoring).
 
@@ -166,24 +171,48 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         self._run_phase(net, X, "train", self.n_epochs, self.kl_anneal_epochs)
 
     # ---- validation -------------------------------------------------------------------
-    def _check_X(self, X, reset):
-        """``validate_data`` (dense or CSR float32, 2-D, feature count) with a clusterer's NaN/inf message."""
+    def _check_X(self, X, reset, return_ranges=False):
+        """Validate ``X``: dense or CSR float32 (``validate_data``), or a lazily read memmap / array-like.
+
+        A ``np.memmap`` or an array-like with ``shape``, ``dtype`` and ``__getitem__`` (h5py,
+        zarr) is not copied: it is checked (2-D, numeric dtype, feature count, at least 2
+        samples in fit; in fit its values too, finite, in one pass over row blocks, which also
+        gives the column ranges) and returned as a :class:`~sk_hierclust._lazy.LazyRows` that
+        gives float32 rows batch by batch (its values as they are: uint8 is not rescaled). At
+        inference its values are checked batch by batch by :meth:`_infer`.
+
+        Returns ``X``, or ``(X, ranges)`` with ``return_ranges``: the column minima and
+        maxima of a lazy ``X`` scanned in fit, else None.
+        """
+        name = type(self).__name__
+        if looks_like_dataset_without_shape(X):
+            raise TypeError(f"X ({type(X).__name__}) has a dtype and __getitem__ but no shape attribute: {name} "
+                            "reads such an array-like (h5py/zarr style) block by block and needs X.shape = "
+                            "(n_samples, n_features); or pass an ndarray.")
+        if is_lazy_array(X):
+            X, ranges = check_lazy_array(X, name, min_samples=2 if reset else 1, scan=reset)
+            _check_feature_names(self, X, reset=reset)
+            _check_n_features(self, X, reset=reset)
+            return (X, ranges) if return_ranges else X
         X = _as_csr_matrix(validate_data(self, X, accept_sparse="csr", dtype=np.float32, ensure_all_finite=False,
                                          ensure_min_samples=2 if reset else 1, reset=reset))
         values = X.data if sp.issparse(X) else X
         if not np.isfinite(np.sum(values, dtype=np.float64)):  # NaN/inf propagate; no temporary of X's size
             raise ValueError(
-                f"Input X contains NaN or infinity. {type(self).__name__} does not accept missing or infinite "
+                f"Input X contains NaN or infinity. {name} does not accept missing or infinite "
                 "values: impute them (e.g. sklearn.impute.SimpleImputer as a Pipeline step before the model) or "
                 "drop the rows or columns that hold them.")
-        return X
+        return (X, None) if return_ranges else X
 
     def _validate_fit_data(self, X):
         """Validate X and ``device``; set ``n_features_in_``, ``likelihood_``, ``encoder_``, ``input_shape_``."""
         _check_device(self.device)
-        X = self._check_X(X, reset=True)
-        low, high = X.min(axis=0), X.max(axis=0)
-        low, high = (low.toarray(), high.toarray()) if sp.issparse(X) else (low, high)
+        X, ranges = self._check_X(X, reset=True, return_ranges=True)
+        if ranges is not None:  # a lazy X: from the one pass over it in _check_X
+            low, high = ranges
+        else:
+            low, high = X.min(axis=0), X.max(axis=0)
+            low, high = (low.toarray(), high.toarray()) if sp.issparse(X) else (low, high)
         if np.all(low == high):
             raise ValueError(f"X is constant: all {X.shape[0]} samples are identical, so there is nothing to "
                              f"cluster ({type(self).__name__} needs samples that differ in at least one feature).")
@@ -288,14 +317,19 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         Computes in float64 (deterministic) on ``net_.device`` and writes into one preallocated
         output of ``dtype`` for floating-point results (float32 for the public outputs; the
         models' own decisions during fit ask for float64); integer results keep their type. A
-        sparse ``X`` is densified one batch at a time. Raises ``ValueError`` if the model
-        outputs NaN or infinity.
+        sparse ``X`` is densified one batch at a time, a lazy ``X`` (memmap, h5py/zarr; a
+        :class:`~sk_hierclust._lazy.LazyRows`) read and converted one batch at a time, its
+        values checked per batch (NaN or infinity: the ``ValueError`` of :meth:`_check_X`).
+        Raises ``ValueError`` if the model outputs NaN or infinity.
         """
         out = None
+        lazy = isinstance(X, LazyRows)
         with self._inference_module() as module:
             for start in range(0, X.shape[0], INFERENCE_BATCH):
                 batch = X[start:start + INFERENCE_BATCH]
                 batch = batch.toarray() if sp.issparse(batch) else batch
+                if lazy:
+                    check_finite_block(batch, start, type(self).__name__)
                 values = fn(module, torch.as_tensor(batch, dtype=torch.float64, device=self.net_.device))
                 if not torch.isfinite(values).all():
                     raise ValueError(f"{type(self).__name__} produced NaN or infinite values at inference (rows "

@@ -18,9 +18,12 @@ net's internals or its callbacks. A learning-rate step decay restarted at every 
 import math
 import time
 
+import scipy.sparse as sp
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, LRScheduler, PassthroughScoring, PrintLog, ProgressBar
+
+from ._lazy import BatchDataset, LazyRows
 
 
 class ELBONet(NeuralNet):
@@ -95,15 +98,33 @@ class ELBONet(NeuralNet):
         self.criterion_ = None
         return self
 
+    def get_dataset(self, X, y=None):
+        """The dataset: skorch's, except for a lazy ``X`` (memmap, h5py/zarr) or a CSR matrix: a :class:`BatchDataset`.
+
+        A :class:`BatchDataset` reads (and densifies) each batch's rows in one go as a
+        float32 tensor, so a memmap is never converted as a whole nor read row by row. The
+        batches are the ones skorch's per-sample dataset would give (same sampler, same
+        values).
+        """
+        if y is None and (isinstance(X, LazyRows) or sp.issparse(X)):
+            return BatchDataset(X)
+        return super().get_dataset(X, y)
+
     def get_iterator(self, dataset, training=False):
         """Return skorch's iterator; in training, drop a last batch of one sample.
 
-        A batch of one sample would break batch normalisation.
+        A batch of one sample would break batch normalisation. A :class:`BatchDataset` gets
+        its ``collate_fn`` (its batches come collated).
         """
-        if training and len(dataset) % self.batch_size == 1:
-            kwargs = {"batch_size": self.batch_size, **self.get_params_for("iterator_train"), "drop_last": True}
-            return self.iterator_train(dataset, **kwargs)
-        return super().get_iterator(dataset, training=training)
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        if training and len(dataset) % kwargs["batch_size"] == 1:
+            kwargs["drop_last"] = True
+        if isinstance(dataset, BatchDataset):
+            kwargs.setdefault("collate_fn", BatchDataset.collate)
+        return (self.iterator_train if training else self.iterator_valid)(dataset, **kwargs)
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         annealed = getattr(self.module_, "annealed_terms", ())

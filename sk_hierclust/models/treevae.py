@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from .._base import BaseDeepClusterer
+from .._lazy import take_rows
 from .._skorch import step_lr_scheduler
 from ..nn.augment import RandomAffine
 from ..nn.encoders import make_encoder, make_node_decoders
@@ -965,7 +966,7 @@ class TreeVAE(BaseDeepClusterer):
             if leaf is None or module.depth(leaf) >= self.max_depth:
                 break
             module.start_split(leaf)
-            self._phase(net, X[subset], f"grow:{leaf}", schedule["n_epochs_grow"], schedule["kl_rate"])
+            self._phase(net, take_rows(X, subset), f"grow:{leaf}", schedule["n_epochs_grow"], schedule["kl_rate"])
             module.commit_split()
             n_splits += 1
         self._prune(X)
