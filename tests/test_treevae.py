@@ -274,6 +274,24 @@ def test_max_leaves_three_and_hidden_dims(tiny):
     assert module.decoders.linears[0].weight.shape[0] == 3
 
 
+def test_leaf_at_max_depth_is_passed_over_for_the_next_largest(tiny):
+    model = TreeVAE(max_leaves=3, max_depth=2, prune_threshold=0.0, **TINY).fit(tiny)
+    module = model.net_.module_
+    depths = [module.depth(v) for v in module.leaf_slots]
+    assert sorted(depths) == [1, 2, 2]
+    # the leaf at max_depth holds the largest subset, the depth-1 leaf the second largest
+    deep, shallow = (module.leaf_slots.index(v) for v in (module.leaf_slots[depths.index(2)],
+                                                           module.leaf_slots[depths.index(1)]))
+    probs = np.zeros((len(tiny), 3))
+    probs[:, deep] = 1.0
+    probs[: len(tiny) // 3, [deep, shallow]] = [0.0, 1.0]
+    leaf, subset = model._leaf_to_grow(tiny, probs)
+    assert leaf == module.leaf_slots[shallow]
+    assert_array_equal(subset, np.arange(len(tiny) // 3))
+    model.set_params(max_depth=1)  # now every leaf is at max_depth or below it: nothing to grow
+    assert model._leaf_to_grow(tiny, probs) == (None, None)
+
+
 def test_no_growth_epochs_gives_two_leaves(tiny):
     model = TreeVAE(max_leaves=8, max_depth=4, **{**TINY, "n_epochs_grow": 0}).fit(tiny)
     assert model.tree_.n_leaves == 2 and model.tree_.node_count == 3

@@ -598,8 +598,8 @@ class TreeVAE(BaseDeepClusterer):
 
     Training grows the tree (paper §2.5): train a root with two leaves for
     ``n_epochs_initial`` epochs; then repeatedly pick, among the leaves whose sample subset
-    ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}`` holds at least ``batch_size`` samples,
-    the one with the most samples (stop if it is at ``max_depth``), give it two children and
+    ``{x : P(leaf | x) >= min(1 / n_leaves, 0.5)}`` holds at least ``batch_size`` samples
+    and whose depth is below ``max_depth``, the one with the most samples, give it two children and
     train only that sub-tree on that subset for ``n_epochs_grow`` epochs, the rest frozen,
     until ``max_leaves``; after every ``intermediate_every`` splits, the whole tree trains for
     ``n_epochs_intermediate`` epochs (phase ``"intermediate"``; 0 epochs by default) before
@@ -963,7 +963,7 @@ class TreeVAE(BaseDeepClusterer):
                 if n_leaves >= self.max_leaves:
                     break
             leaf, subset = self._leaf_to_grow(X, probs, n_leaves)
-            if leaf is None or module.depth(leaf) >= self.max_depth:
+            if leaf is None:
                 break
             module.start_split(leaf)
             self._phase(net, take_rows(X, subset), f"grow:{leaf}", schedule["n_epochs_grow"], schedule["kl_rate"])
@@ -992,6 +992,9 @@ class TreeVAE(BaseDeepClusterer):
     def _leaf_to_grow(self, X, probs=None, n_leaves=None):
         """Return the leaf to split next and its sample subset (paper §2.5), or ``(None, None)``.
 
+        The largest subset among the leaves above ``max_depth`` whose subset holds at least
+        ``batch_size`` samples (a leaf at ``max_depth`` is passed over, as in the authors' code).
+
         ``probs``: P(leaf | x) of ``X`` if already computed; ``n_leaves``: the number of leaves
         in the subset threshold ``min(1 / n_leaves, 0.5)`` (default: all of them).
         """
@@ -999,7 +1002,8 @@ class TreeVAE(BaseDeepClusterer):
         probs = self._slot_probabilities(X) if probs is None else probs
         threshold = min(1.0 / (probs.shape[1] if n_leaves is None else max(1, n_leaves)), 0.5)
         sizes = (probs >= threshold).sum(0)
-        candidates = np.flatnonzero(sizes >= self.batch_size)
+        below_max_depth = np.array([module.depth(v) < self.max_depth for v in module.leaf_slots])
+        candidates = np.flatnonzero((sizes >= self.batch_size) & below_max_depth)
         if candidates.size == 0:
             return None, None
         slot = candidates[np.argmax(sizes[candidates])]
