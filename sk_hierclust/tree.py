@@ -792,8 +792,9 @@ class ClusterTree:
             Axes to draw on; a new figure sized for the tree is created when
             ``None``.
         y : array-like of shape (n_samples,), default=None
-            True classes of samples. Requires ``nodes``; each leaf then also
-            shows its majority class and purity, e.g. ``"n=523\n7: 96%"``.
+            True classes of samples. Requires ``nodes``; each non-empty node then
+            also shows the majority class of its subtree and its share (purity),
+            e.g. ``"n=523\n7: 96%"``.
         nodes : array-like of int, shape (n_samples,), default=None
             Node id of each sample (e.g. ``model.apply(X)``). When given,
             the annotated counts are the numbers of these samples in each
@@ -862,7 +863,7 @@ class ClusterTree:
         if images is not None and nodes is None:
             raise ValueError("images requires nodes, the node of each image.")
         counts = self.n_node_samples
-        leaf_text = {}
+        class_text = {}
         if nodes is not None:
             nodes = self._check_nodes(nodes).ravel()
             counts = self._subtree_sum(np.bincount(nodes, minlength=self.node_count))
@@ -877,9 +878,9 @@ class ClusterTree:
             per_class = np.zeros((self.node_count, classes.size), dtype=np.int64)
             np.add.at(per_class, (nodes, y_idx), 1)
             per_class = self._subtree_sum(per_class)
-            for v in np.flatnonzero(self.is_leaf & (counts > 0)):
+            for v in np.flatnonzero(counts > 0):
                 k = int(per_class[v].argmax())
-                leaf_text[v] = f"\n{classes[k]}: {per_class[v, k] / counts[v]:.0%}"
+                class_text[v] = f"\n{classes[k]}: {per_class[v, k] / counts[v]:.0%}"
         pictures, norm = None, None
         if images is not None:
             pictures = self._mean_images(images, nodes, image_shape)
@@ -887,7 +888,7 @@ class ClusterTree:
             pictures = _as_pictures(thumbnails, image_shape, self.node_count, "thumbnails")
         if pictures is not None:
             pictures, norm = _display_pictures(pictures)
-        labels = [f"n={counts[v]}{leaf_text.get(v, '')}" for v in range(self.node_count)]
+        labels = [f"n={counts[v]}{class_text.get(v, '')}" for v in range(self.node_count)]
 
         # sizes in points: label boxes, the thumbnail, the gaps between them
         fontsize = 8.0

@@ -421,7 +421,15 @@ def test_plot(hand, tmp_path):
     y = np.array([1, 1, 2, 5, 5, 5, 0])
     assert hand.plot(ax2, y=y, nodes=nodes) is ax2
     texts = [t.get_text() for t in ax2.texts]
-    assert "n=3\n1: 67%" in texts and "n=2\n5: 100%" in texts and "n=7" in texts
+    # every non-empty node: its subtree's count, majority class and purity (brute force)
+    for v, text in enumerate(texts):
+        inside = np.array([n == v or v in hand.ancestors(n) for n in nodes])
+        if not inside.any():
+            assert text == "n=0"
+            continue
+        values, counts = np.unique(y[inside], return_counts=True)
+        assert text == f"n={inside.sum()}\n{values[counts.argmax()]}: {counts.max() / inside.sum():.0%}"
+    assert texts[7] == "n=3\n1: 67%" and texts[0] == "n=7\n5: 43%"
     with pytest.raises(ValueError, match="same length"):
         hand.plot(ax2, y=y[:-1], nodes=nodes)
     with pytest.raises(ValueError, match="together"):
