@@ -27,7 +27,8 @@ of ``n`` images when ``--n-train`` limits them), 20 epochs, lr 5e-4, batch 32, t
 ``encoder="conv_pool"`` architecture (``input_shape=(1, 28, 28)``), one fit per seed of
 ``--seeds``; it prints the seconds per epoch (mean of ``history_``'s ``dur``), the
 validation ELBO term (``score``, mean per sample) and the test-set columns, then their mean
-and standard deviation over the seeds::
+and standard deviation over the seeds, with VAE+HKM and VAE+RGMM on each HTVAE's embeddings
+(``--must-link also|only``: HTVAE with must-link pairs too, or alone; ``--somvae``: SOM-VAE)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_htvae.py --protocol paper --seeds 0 1 2
 
@@ -115,7 +116,13 @@ PAPER = dict(n_epochs=20, lr=5e-4, batch_size=32, n_val=600, map_shapes=((8, 8),
 
 
 def run_paper(args):
-    """``--protocol paper``: HTVAE with ``encoder="conv_pool"``, one fit per seed, validation held out."""
+    """``--protocol paper``: HTVAE with ``encoder="conv_pool"``, one fit per seed, validation held out.
+
+    Each seed's fit also gives the rows ``VAE+HKM`` and ``VAE+RGMM`` (recursive k-means and
+    Gaussian mixtures, branching 4, depth 3, on that HTVAE's embeddings ``mu_0`` of the
+    training images); ``--must-link also`` adds a fit with must-link pairs (``only``: that
+    fit alone), ``--somvae`` a SOM-VAE fit (the single map ``(8, 8)``, same protocol).
+    """
     n_epochs = PAPER["n_epochs"] if args.epochs is None else args.epochs
     lr = PAPER["lr"] if args.lr is None else args.lr
     batch_size = PAPER["batch_size"] if args.batch_size is None else args.batch_size
@@ -128,25 +135,48 @@ def run_paper(args):
         print(f"\n== {dataset} (paper protocol): {len(X_all) - n_val} training, {n_val} validation, "
               f"{len(X_test)} test images; {n_epochs} epochs, lr {lr:g}, batch {batch_size}, encoder='conv_pool'",
               flush=True)
-        results = []
+        results = {}
+
+        def fit(name, seed, X, map_shapes=PAPER["map_shapes"], must_link=None, X_val=None):
+            model = HTVAE(map_shapes=map_shapes, encoder="conv_pool", input_shape=(1, 28, 28), n_epochs=n_epochs,
+                          lr=lr, batch_size=batch_size, device=args.device, random_state=seed)
+            model.fit(X, must_link=must_link)
+            per_epoch = float(np.mean([row["dur"] for row in model.history_]))
+            val_score = model.score(X_val) if X_val is not None and len(X_val) else np.nan
+            row = scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test), fashion)
+            results.setdefault(name, []).append([per_epoch, val_score, *row.values()])
+            print(f"  seed {seed}, {name}: {per_epoch:.1f} s per epoch ({model.fit_time_:.0f} s fit), "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in zip(columns[1:], results[name][-1][1:])), flush=True)
+            return model
+
         for seed in args.seeds:
             order = np.random.RandomState(seed).permutation(len(X_all))
             val, train = order[:n_val], np.sort(order[n_val:])
-            model = HTVAE(map_shapes=PAPER["map_shapes"], encoder="conv_pool", input_shape=(1, 28, 28),
-                          n_epochs=n_epochs, lr=lr, batch_size=batch_size, device=args.device,
-                          random_state=seed).fit(X_all[train])
-            per_epoch = float(np.mean([row["dur"] for row in model.history_]))
-            val_score = model.score(X_all[val]) if n_val else np.nan
-            row = scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test), fashion)
-            results.append([per_epoch, val_score, *row.values()])
-            print(f"  seed {seed}: {per_epoch:.2f} s per epoch ({model.fit_time_:.0f} s fit), "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in zip(columns[1:], results[-1][1:])), flush=True)
-        results = np.asarray(results)
-        print(f"\n{dataset} (test set; val score on the held-out validation images), "
-              f"{len(args.seeds)} seed(s)")
-        print(f"{'':10s}" + "".join(f"{k:>10s}" for k in columns))
-        print(f"{'mean':10s}" + "".join(f"{v:10.3f}" for v in results.mean(0)))
-        print(f"{'std':10s}" + "".join(f"{v:10.3f}" for v in results.std(0)), flush=True)
+            if args.must_link != "only":
+                model = fit("HTVAE", seed, X_all[train], X_val=X_all[val])
+                Z_train, Z_test = model.transform(X_all[train]), model.transform(X_test)
+                for name, make in (("VAE+HKM", lambda k: KMeans(k, n_init=3, random_state=seed)),
+                                   ("VAE+RGMM", lambda k: GaussianMixture(k, covariance_type="diag",
+                                                                          random_state=seed))):
+                    rec = RecursiveClustering(make).fit(Z_train)
+                    nodes = rec.apply(Z_test)
+                    row = scores(y_test, rec.tree_, nodes, rec.tree_.node_to_label[nodes], fashion)
+                    results.setdefault(name, []).append([np.nan, np.nan, *row.values()])
+            if args.somvae:
+                fit("SOM-VAE (8x8)", seed, X_all[train], map_shapes=((8, 8),), X_val=X_all[val])
+            if args.must_link != "off":
+                pairs = must_link_pairs(y_all[train], args.must_link_fraction, seed)
+                print(f"  must-link: {len(pairs)} pairs ({args.must_link_fraction:.0%} of the same-class pairs)",
+                      flush=True)
+                fit("HTVAE + must-link", seed, X_all[train], must_link=pairs, X_val=X_all[val])
+        print(f"\n{dataset} (test set; val score on the held-out validation images; baselines on HTVAE's "
+              f"embeddings), {len(args.seeds)} seed(s): mean (std)")
+        print(f"{'':20s}" + "".join(f"{k:>18s}" for k in columns))
+        for name, rows in results.items():
+            rows = np.asarray(rows)
+            print(f"{name:20s}" + "".join(f"{f'{m:.3f} ({s:.3f})' if np.isfinite(m) else '-':>18s}"
+                                          for m, s in zip(rows.mean(0), rows.std(0))))
+        print("(D_tree only for fashion_mnist; lower is better)", flush=True)
 
 
 def main(argv=None):
@@ -164,6 +194,9 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="--protocol paper: one fit per seed")
+    parser.add_argument("--must-link", choices=["off", "also", "only"], default="off",
+                        help="--protocol paper: also (or only) fit HTVAE with must-link pairs")
+    parser.add_argument("--somvae", action="store_true", help="--protocol paper: also fit SOM-VAE (8x8)")
     args = parser.parse_args(argv)
     if args.protocol == "paper":
         return run_paper(args)

@@ -135,3 +135,30 @@ def test_validation():
         HTVAE(encoder="conv_pool", input_shape=(1, 4, 4)).fit(X)
     with pytest.raises(ValueError, match="at least 4"):
         HTVAE(encoder="conv_pool", input_shape=(1, 2, 32)).fit(X)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (2, 10, 14), (1, 5, 7)])
+def test_reassociated_upsample_conv_equals_interpolate_then_conv2d(shape):
+    """The decoder's channel-mix-first evaluation is F.interpolate + F.conv2d, values and gradients."""
+    dec = _decoder(3, shape).train()
+    z = torch.randn(3, 6, LATENT, dtype=torch.float64, requires_grad=True)
+    ref_dec = copy.deepcopy(dec)
+
+    def reference(z):
+        n, batch = z.shape[:2]
+        x = F.leaky_relu(ref_dec.linear_norm(ref_dec.linear(z)), 0.3)
+        x = x.transpose(0, 1).reshape(batch, -1, ref_dec.hs[0], ref_dec.ws[0])
+        for i, (w, b) in enumerate(zip(ref_dec.weights, ref_dec.biases)):
+            x = F.interpolate(x, size=(ref_dec.hs[i + 1], ref_dec.ws[i + 1]), mode="bilinear", align_corners=False)
+            x = F.conv2d(x, w.flatten(0, 1), b.flatten(), padding=1, groups=n)
+            x = F.relu(x) if i == 0 else x
+        return x.reshape(batch, n, -1).transpose(0, 1)
+
+    out, ref = dec(z), reference(z)
+    assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-11, atol=1e-12)
+    weights = torch.randn(out.shape, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weights).sum(), [z, *dec.parameters()])
+    ref_grads = torch.autograd.grad((ref * weights).sum(), [z, *ref_dec.parameters()])
+    for g, r in zip(grads, ref_grads):
+        assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-11)
+    assert set(dict(dec.named_buffers())) == set(dict(ref_dec.named_buffers()))  # no new (non-node-first) buffers

@@ -173,6 +173,23 @@ class NodeConvDecoder(nn.Module):
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 
+class _BatchLast(torch.autograd.Function):
+    """``x.transpose(1, 2).contiguous()`` whose gradient is made contiguous too.
+
+    The gradient of a plain transpose is a strided view, and the element-wise backward
+    passes behind it (activation, batch norm) run markedly slower on it than on contiguous
+    memory.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(1, 2).contiguous()
+
+
 class NodeConvPoolDecoder(nn.Module):
     """The ``"conv_pool"`` decoders of ``n_nodes`` nodes: bilinear upsampling and grouped 3x3 convolutions.
 
@@ -227,14 +244,66 @@ class NodeConvPoolDecoder(nn.Module):
         """
         n, batch = z.shape[:2]
         x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows, counts=counts), LEAKY_SLOPE)
-        x = x.transpose(0, 1).reshape(batch, -1, self.hs[0], self.ws[0])
+        # batch-last layout (n, C, h, w, B): every permutation below moves contiguous runs of >= B values
+        x = _BatchLast.apply(x).view(n, -1, self.hs[0], self.ws[0], batch)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = F.interpolate(x, size=(self.hs[i + 1], self.ws[i + 1]), mode="bilinear", align_corners=False)
-            weight, bias = node_rows(weight, rows).flatten(0, 1), node_rows(bias, rows).flatten()
-            x = F.conv2d(x, weight, bias, padding=1, groups=n)
+            x = self._upsample_conv(x, node_rows(weight, rows), node_rows(bias, rows), i)
             if i < len(self.weights) - 1:
                 x = F.relu(x)
-        return x.reshape(batch, n, -1).transpose(0, 1)
+        return x.reshape(n, -1, batch).transpose(1, 2)
+
+    def _interpolation(self, i, like):
+        """Bilinear upsampling ``hs[i] -> hs[i + 1]`` (and ``ws``) fused with the 3x3 kernel's shifts.
+
+        Returns ``(Bh, Bw)``: ``Bh[H, (k, p)]`` is the weight of row ``p`` of the input in
+        row ``H + k - 1`` of the upsampled map (0 outside it: the convolution's zero padding),
+        the matrix ``F.interpolate(..., mode="bilinear", align_corners=False)`` applies along
+        the height, shifted by the kernel row ``k``; ``Bw`` likewise along the width. Cached
+        per dtype and device (plain attributes, not buffers: every buffer of a node stack is
+        node-first).
+        """
+        key = (i, like.dtype, like.device)
+        cache = self.__dict__.setdefault("_interp_cache", {})
+        if key not in cache:
+            mats = []
+            for sizes in (self.hs, self.ws):
+                small, big = sizes[i], sizes[i + 1]
+                eye = torch.eye(small, dtype=torch.float64)[None, :, :, None]  # channel c: the unit vector e_c
+                a = F.interpolate(eye, size=(big, 1), mode="bilinear", align_corners=False)[0, :, :, 0].T
+                shifted = F.pad(a, (0, 0, 1, 1))  # rows -1 .. big of the upsampled map, zero outside
+                mats.append(torch.stack([shifted[k:k + big] for k in range(3)], 1).reshape(big, 3 * small)
+                            .to(like))
+            cache[key] = tuple(mats)
+        return cache[key]
+
+    def _upsample_conv(self, x, weight, bias, i):
+        """``conv2d(upsample(x), weight, bias, padding=1, groups=n)`` in a cheaper order, batch-last.
+
+        ``x`` ``(n, C_in, h, w, B)``, ``weight`` ``(n, C_out, C_in, 3, 3)``, ``bias`` ``(n,
+        C_out)``; returns ``(n, C_out, H, W, B)``. The convolution is a sum over the 9 kernel
+        taps ``(k, l)`` of a channel mix ``weight[..., k, l]`` followed by a shift, and the
+        bilinear upsampling acts on each channel alone, so it commutes with the channel mix:
+        ``y = sum_kl shift_kl(A_h (W_kl x) A_w^T)``. The channel mix runs at the low
+        resolution (4x fewer pixels than the convolution's), and the upsampling with the
+        shifts is two small matrix products (:meth:`_interpolation`), one along the height
+        (summing the kernel rows ``k``), one along the width (the columns ``l``). The same
+        linear map as ``F.interpolate`` + ``F.conv2d``, up to rounding; dense matrix products
+        only, so deterministic, and on the CPU several times cheaper, forward and backward,
+        than the upsampling and convolution kernels at the decoders' sizes.
+        """
+        n, c_in, h, w, batch = x.shape
+        c_out = weight.shape[1]
+        big_h, big_w = self.hs[i + 1], self.ws[i + 1]
+        bh, bw = self._interpolation(i, x)
+        # channel mix of every tap, rows (C_out, l, k): (n, 9 C_out, C_in) @ (n, C_in, h*w*B)
+        mix = weight.permute(0, 1, 4, 3, 2).reshape(n, c_out * 9, c_in)
+        p = torch.bmm(mix, x.reshape(n, c_in, h * w * batch))
+        # height, summing the kernel rows: (H, 3h) @ ((k, h), w*B) -> (n, C_out, l, H, w, B)
+        t = torch.matmul(bh, p.view(n * c_out * 3, 3 * h, w * batch))
+        # width, summing the kernel columns: (W, 3w) @ ((l, w), B) -> (n, C_out, H, W, B)
+        t = t.view(n, c_out, 3, big_h, w, batch).transpose(2, 3).reshape(n * c_out * big_h, 3 * w, batch)
+        t = torch.matmul(bw, t)
+        return t.view(n, c_out, big_h, big_w, batch).add_(bias[:, :, None, None, None])
 
 
 def make_node_decoders(kind, n_nodes, latent_dim, n_features, input_shape=None, hidden_dims=None):
