@@ -1,6 +1,8 @@
 """The estimator template every model subclasses: the ``fit`` shell and the shared inference methods."""
 
 import contextlib
+import os
+import sys
 import time
 from numbers import Integral, Real
 
@@ -14,7 +16,7 @@ from sklearn.utils.validation import _check_feature_names, _check_n_features, ch
 from skorch.callbacks import ProgressBar
 
 from ._lazy import LazyRows, check_finite_block, check_lazy_array, is_lazy_array, looks_like_dataset_without_shape
-from ._skorch import ELBONet
+from ._skorch import ELBONet, _same_device
 from .tree import ClusterTree
 
 INFERENCE_BATCH = 1024
@@ -38,6 +40,49 @@ def _check_device(device):
         raise ValueError(f"device={str(device)!r} but this machine has {torch.cuda.device_count()} CUDA device(s).")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device={str(device)!r}: only 'cpu' and 'cuda' devices are supported.")
+
+
+def _dask_worker_threads():
+    """Torch threads of a task run by a Dask worker, or None outside a Dask worker.
+
+    One thread per task (a worker runs up to ``nthreads`` tasks at once, one per core of its
+    budget), unless the worker's environment sets ``OMP_NUM_THREADS`` (its Nanny sets it to
+    1 before starting it; ``LocalCluster(env=...)`` or ``distributed.nanny.environ`` set it
+    in the worker), read when the task runs: then that many.
+    ``distributed`` is not imported here: a process that has not imported it runs no Dask task.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        distributed.get_worker()
+    except (ValueError, AttributeError):
+        return None
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1").split(",")[0]))
+    except ValueError:
+        return 1
+
+
+@contextlib.contextmanager
+def _torch_threads():
+    """Run the block with the torch thread count of :class:`BaseDeepClusterer`'s rule; restore it after.
+
+    Outside a Dask worker nothing is changed. ``torch.set_num_threads`` sets the OpenMP count
+    of the calling thread (and the default of threads started later): the count is saved and
+    restored in the thread that runs the block, so the tasks that a worker runs at once in
+    its threads each keep their own.
+    """
+    n_threads = _dask_worker_threads()
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -67,6 +112,20 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
 
     A fitted model keeps no optimizer state (every training phase starts a fresh Adam, and
     ``fit`` always trains from scratch), so it pickles at about the size of its parameters.
+
+    Devices: a model fitted on ``device="cuda"`` unpickles on a machine without CUDA (or
+    with fewer GPUs) on ``"cpu"`` (``"cuda:0"``), with a ``skorch.exceptions.DeviceWarning``,
+    and its ``device`` parameter says where it now is; a pickle that this torch cannot read
+    raises ``RuntimeError`` naming the torch version that wrote it. ``set_params(device=...)``
+    on a fitted model moves ``net_`` to that device (no retraining).
+
+    Torch threads: each ``fit`` and each inference call (``predict``, ``transform``, ...) run
+    by a Dask worker sets ``torch.set_num_threads`` to the task's share of the worker's
+    budget, one thread (a worker runs up to ``nthreads`` tasks at once on its ``nthreads``
+    cores), or ``OMP_NUM_THREADS`` of the worker's environment when set, and restores the
+    previous count after. Elsewhere the count is left as it is: torch's default (all cores,
+    or ``OMP_NUM_THREADS`` when torch was imported, which joblib's loky workers set to their
+    share of the cores) or a ``threadpoolctl`` limit. See the "Scaling out" page.
 
     A model defines:
 
@@ -146,7 +205,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         start = time.perf_counter()
         X = self._validate_fit_data(X)
         fit_params = self._check_params_vs_input(X, **fit_params) or {}
-        with self._seeded(self.device) as seed:
+        with _torch_threads(), self._seeded(self.device) as seed:
             self.net_ = self._make_net(self._build_module(X), seed)
             self._train(self.net_, X, seed, **fit_params)
         self.net_.initialize_optimizer()  # every phase starts a fresh optimizer: keep no state in the model
@@ -306,7 +365,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         training = module.training
         module.eval().double()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _torch_threads():
                 yield module
         finally:
             module.float().train(training)
@@ -494,6 +553,42 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         module_node = None if node is None else self._module_node_[node]
         with self._seeded(self.net_.device), self._inference_module() as module:
             return self._generate(module, n_samples, module_node).cpu().numpy().astype(np.float32)
+
+    # ---- devices ------------------------------------------------------------------------
+    def set_params(self, **params):
+        """Set the parameters of this estimator; a new ``device`` moves a fitted model's net there.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, as for :meth:`sklearn.base.BaseEstimator.set_params`. On a
+            fitted model, ``device`` moves ``net_`` (its module's parameters and buffers) to
+            that device without retraining: it then predicts on that device.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        ValueError
+            On a fitted model, if ``device`` is not a device this machine has (the model is
+            left unchanged).
+        """
+        moving = "device" in params and hasattr(self, "net_")
+        if moving:
+            _check_device(params["device"])
+        super().set_params(**params)
+        if moving and not _same_device(self.net_.device, self.device):
+            self.net_.module_.to(self.device)
+            self.net_.set_params(device=self.device)  # a plain attribute of skorch's net: nothing re-initialised
+        return self
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        net = self.__dict__.get("net_")
+        if net is not None and not _same_device(net.device, self.device):
+            self.device = net.device  # the net was loaded elsewhere (ELBONet.__setstate__ warned)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -17,11 +17,13 @@ net's internals or its callbacks. A learning-rate step decay restarted at every 
 
 import math
 import time
+import warnings
 
 import scipy.sparse as sp
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, LRScheduler, PassthroughScoring, PrintLog, ProgressBar
+from skorch.exceptions import DeviceWarning
 
 from ._lazy import BatchDataset, LazyRows
 
@@ -161,18 +163,73 @@ class ELBONet(NeuralNet):
         if state.get("module") is getattr(self, "module_", None):
             state["module"] = None
             state["_module_is_module_"] = True
+        state["_torch_version"] = str(torch.__version__)  # named if another torch cannot read the tensors
         return state
 
     def __setstate__(self, state):
+        """Unpickle; tensors saved on a device this machine lacks are loaded on one it has, with a warning.
+
+        skorch maps the tensors to ``state["device"]`` when loading; a CUDA device is
+        replaced first by ``"cpu"`` when CUDA is not available, or by ``"cuda:0"`` when the
+        saved GPU index is not on this machine, and ``device`` then says where the net is.
+
+        Raises
+        ------
+        RuntimeError
+            If the pickled tensors cannot be loaded (e.g. written by a torch version this one
+            cannot read); the message names both torch versions and the saved device.
+        """
         shared = state.pop("_module_is_module_", False)
-        super().__setstate__(state)
+        saved_torch = state.pop("_torch_version", None)
+        saved_device = state.get("device")
+        state["device"] = _loadable_device(saved_device)
+        name = state.get("model_name") or "the model"
+        try:
+            super().__setstate__(state)
+        except Exception as exc:
+            raise RuntimeError(
+                f"Cannot load the pickled {name}: its torch tensors (saved on device {saved_device!r} by torch "
+                f"{saved_torch or 'unknown (an older sk_hierclust)'}) cannot be read by this torch "
+                f"{torch.__version__}: {type(exc).__name__}: {exc}. Load it with the torch version that saved it "
+                "(or one that reads its format), or fit the model again with this one.") from exc
         if shared:
             self.module = self.module_
+        if saved_device is not None and not _same_device(saved_device, self.device):
+            warnings.warn(
+                f"{name} was saved on device {str(saved_device)!r}, which this machine does not have "
+                f"({_missing_device_reason(saved_device)}): it is loaded on {str(self.device)!r}, and its device "
+                f"is now {str(self.device)!r} (set_params(device=...) moves it).", DeviceWarning, stacklevel=2)
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
             if param.requires_grad:
                 yield name, param
+
+
+def _same_device(a, b):
+    """Whether two device specifications name the same device (``"cuda"`` is ``"cuda:0"``)."""
+    a, b = torch.device(a), torch.device(b)
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+def _loadable_device(device):
+    """``device``, or the device its tensors load on here: ``"cpu"`` without CUDA, ``"cuda:0"`` for a missing GPU."""
+    if device is None:
+        return device
+    parsed = torch.device(device)
+    if parsed.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        return "cpu"
+    if (parsed.index or 0) >= torch.cuda.device_count():
+        return "cuda:0"
+    return device
+
+
+def _missing_device_reason(device):
+    if not torch.cuda.is_available():
+        return "CUDA is not available"
+    return f"it has {torch.cuda.device_count()} CUDA device(s)"
 
 
 class KLAnnealing(Callback):
