@@ -1,4 +1,4 @@
-"""Baselines shared by the benchmarks: Ward, a plain VAE embedding, recursive k-means, and the score row.
+"""Baselines shared by the benchmarks: Ward, a plain VAE embedding, recursive k-means / GMM, and the score row.
 
 Every tree function returns ``(tree, nodes)``: a :class:`~sk_hierclust.ClusterTree` and the
 node of each input row in it (a labelled leaf), so that :func:`score_row` scores models and
@@ -19,14 +19,16 @@ import scipy.sparse as sp
 import torch
 from scipy.cluster.hierarchy import linkage
 from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from sk_hierclust import ClusterTree
+from sk_hierclust._skorch import ELBONet
 from sk_hierclust.metrics import hierarchy_scores
 from sk_hierclust.nn.encoders import make_encoder, make_node_decoders
 from sk_hierclust.nn.losses import kl_normal, negative_log_likelihood, reparameterize, split_normal
 
-__all__ = ["SCORE_COLUMNS", "hkm_tree", "score_row", "timed", "vae_embedding", "ward_tree"]
+__all__ = ["SCORE_COLUMNS", "hkm_tree", "rgmm_tree", "score_row", "timed", "vae_embedding", "ward_tree"]
 
 #: Keys of a :func:`score_row` row after ``"model"``, in table order.
 SCORE_COLUMNS = ("DP", "LP", "ACC", "NMI", "fit s", "leaves")
@@ -124,8 +126,82 @@ def hkm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3):
     return ClusterTree.from_sample_nodes(parent, nodes), nodes
 
 
+def rgmm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3, covariance_type="full"):
+    """Recursive Gaussian mixtures: recursive binary ``GaussianMixture`` (scikit-learn) on the rows of ``X``.
+
+    :func:`hkm_tree` with a two-component Gaussian mixture in place of ``KMeans`` at every
+    split (each row goes to its most probable component). Without ``n_leaves`` every node
+    with at least ``min_size`` rows is split in two, down to ``depth``; with ``n_leaves``, the
+    largest splittable leaf (fewer than ``depth`` levels deep) is split until the tree has
+    ``n_leaves`` leaves, or no leaf can be split.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Inputs (a node's rows are densified if sparse; meant for low-dimensional embeddings).
+    depth : int
+        Largest depth of a leaf, the root at depth 0.
+    random_state : int, default=0
+        Seed of every ``GaussianMixture``.
+    n_leaves : int, default=None
+        Stop at this many leaves (largest leaf split first); None: the full binary tree.
+    min_size : int, default=2
+        A node with fewer rows is not split.
+    n_init : int, default=3
+        ``GaussianMixture`` restarts per split.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The components' covariance.
+
+    Returns
+    -------
+    tree, nodes : ClusterTree, ndarray of shape (n_samples,)
+        The tree (nodes numbered in creation order, so parents come first) and each row's leaf.
+    """
+    def split(rows):
+        Xr = _dense(X[rows])
+        return GaussianMixture(2, covariance_type=covariance_type, n_init=n_init,
+                               random_state=random_state).fit_predict(Xr)
+    return _bisecting_tree(X.shape[0], depth, split, n_leaves, max(min_size, 2))
+
+
+def _bisecting_tree(n, depth, split, n_leaves, min_size):
+    """The recursive binary splits of :func:`hkm_tree` with ``split(rows) -> labels in {0, 1}``."""
+    parent, depths, nodes = [-1], [0], np.zeros(n, dtype=np.int64)
+    members, frozen = {0: np.arange(n)}, set()
+
+    def splittable(v):
+        return depths[v] < depth and len(members[v]) >= min_size and v not in frozen
+
+    while n_leaves is None or len(members) < n_leaves:
+        candidates = [v for v in members if splittable(v)]
+        if not candidates:
+            break
+        v = (min(candidates, key=lambda u: (depths[u], u)) if n_leaves is None
+             else max(candidates, key=lambda u: (len(members[u]), -u)))
+        rows = members[v]
+        labels = split(rows)
+        if np.unique(labels).size < 2:
+            frozen.add(v)
+            continue
+        del members[v]
+        for k in (0, 1):
+            child = len(parent)
+            parent.append(v)
+            depths.append(depths[v] + 1)
+            members[child] = rows[labels == k]
+            nodes[members[child]] = child
+    return ClusterTree.from_sample_nodes(parent, nodes), nodes
+
+
 class _VAE(nn.Module):
-    """Plain VAE: the package's encoder, a Gaussian head, one decoder of the package's node stack."""
+    """Plain VAE: the package's encoder, a Gaussian head, one decoder of the package's node stack.
+
+    ``forward(x)`` returns the negative-ELBO terms ``rec`` and ``kl`` per sample, as the
+    package's :class:`~sk_hierclust._skorch.ELBONet` expects.
+    """
+
+    elbo_terms = ("rec", "kl")
+    annealed_terms = ("kl",)
 
     def __init__(self, n_features, latent_dim, encoder, input_shape, hidden_dims, likelihood):
         super().__init__()
@@ -138,10 +214,10 @@ class _VAE(nn.Module):
         return split_normal(self.head(self.encoder(x)))
 
     def forward(self, x):
-        """Negative ELBO per sample: ``-log p(x | z) + KL(q(z | x) || N(0, I))``."""
         mean, var = self.encode(x)
         z = reparameterize(mean, var, self.training)
-        return negative_log_likelihood(x, self.decoder(z[None])[0], self.likelihood) + kl_normal(mean, var)
+        return {"rec": negative_log_likelihood(x, self.decoder(z[None])[0], self.likelihood),
+                "kl": kl_normal(mean, var)}
 
 
 def _rows(X, idx):
@@ -158,7 +234,8 @@ def vae_embedding(X_train, X_test, *, n_epochs=30, latent_dim=10, encoder="mlp",
 
     The VAE uses the models' own building blocks (:func:`sk_hierclust.nn.encoders.make_encoder`
     and one decoder of :func:`~sk_hierclust.nn.encoders.make_node_decoders`, so ``encoder``
-    means what it means for the models), a standard-normal prior and Adam. It is the "VAE"
+    means what it means for the models), a standard-normal prior and Adam, trained by the
+    package's skorch :class:`~sk_hierclust._skorch.ELBONet`. It is the "VAE"
     of the "VAE + Ward" baseline: Ward on these embeddings is a two-stage deep clustering.
 
     Parameters
@@ -194,22 +271,12 @@ def vae_embedding(X_train, X_test, *, n_epochs=30, latent_dim=10, encoder="mlp",
         lo, hi = (X_train.min(), X_train.max())
         likelihood = "bernoulli" if lo >= 0 and hi <= 1 else "gaussian"
     torch.manual_seed(random_state)
-    rng = np.random.RandomState(random_state)
     module = _VAE(X_train.shape[1], latent_dim, encoder, input_shape, hidden_dims, likelihood)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    n = X_train.shape[0]
-    module.train()
-    for _ in range(n_epochs):
-        order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if len(idx) < 2:  # batch norm needs two rows
-                continue
-            loss = module(_rows(X_train, idx)).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    module.eval()
+    net = ELBONet(module, optimizer=torch.optim.Adam, lr=lr, optimizer__weight_decay=weight_decay,
+                  batch_size=batch_size, max_epochs=n_epochs, train_split=None, iterator_train__shuffle=True,
+                  iterator_train__generator=torch.Generator().manual_seed(random_state), verbose=0)
+    net.fit(sp.csr_matrix(X_train) if sp.issparse(X_train) else X_train)
+    module = net.module_.eval()
 
     def embed(X):
         with torch.no_grad():

@@ -1,120 +1,240 @@
-r"""HCRL1 / HCRL2 benchmark on MNIST and 20 Newsgroups, next to TreeVAE and Ward.
+r"""HCRL1 / HCRL2 benchmark on MNIST and 20 Newsgroups, with their initial trees and the baselines.
 
-For every data set, fits HCRL1 (``level_proportion="global"``), HCRL2 (``"local"``) and
-TreeVAE on the training set and scores them on the test set: dendrogram purity (DP, on
-``apply``: samples may sit at internal nodes), leaf purity (LP, on ``predict``), cluster
-accuracy (ACC), NMI, the number of leaves, the test ELBO per sample (``score``), the
-importance-sampled negative log-likelihood (NLL, MNIST only: ``-log_likelihood(X).mean()``)
-and the fit time. The Ward baseline (scikit-learn's ``AgglomerativeClustering`` on the raw
-test inputs, densified for 20 Newsgroups) is cut to ``--max-leaves`` leaves and, when the
-number of classes differs, to that number too.
+For every data set, fits HCRL1 (``level_proportion="global"``) and HCRL2 (``"local"``) at
+each ``--depths`` (HCRL's ``max_depth``, root = 0: "depth 3" of the paper, three levels, is
+``max_depth=2``; "depth 4" is ``max_depth=3``) on the training set and scores them on the
+test set, next to
+
+* the model's **initial tree**: the same fitted run, snapshotted by a skorch callback at
+  the start of the first epoch of the joint training phase, i.e. right after the
+  auto-encoder pre-training and the recursive k-means initial tree (the snapshot's
+  ``tree_`` is its training samples' most probable full paths, as for the fitted model);
+  the callback only copies the module, so the trained model is the one a fit without it
+  gives;
+* HKM on the raw test features (recursive binary k-means, ``_baselines.hkm_tree``);
+* "VAE + recursive k-means" / "VAE + recursive GMM": the package's plain VAE
+  (``_baselines.vae_embedding``) trained on the training set, then recursive binary k-means
+  or Gaussian mixtures (``_baselines.rgmm_tree``) of the test embeddings, a VaDE-style
+  two-stage pipeline;
+* Ward (scipy) on the raw test inputs, cut to ``--max-leaves`` and to the number of classes.
+
+The recursive baselines are cut to ``--max-leaves`` leaves (largest leaf split first).
+Columns: dendrogram purity (DP, on ``apply``: HCRL's samples may sit at internal nodes),
+leaf purity (LP), cluster accuracy (ACC), NMI (on ``predict``), the hierarchical F-score (HF,
+20 Newsgroups only: its 4-level newsgroup hierarchy of the test documents, 7/16/20 classes),
+the importance-sampled test NLL (MNIST only, ``-log_likelihood(X).mean()``), the leaves of
+the tree, the used paths (leaves predicted for at least 1% of the test samples) and the CPU
+seconds of the fit (``time.process_time``, one torch thread). Per HCRL model it also prints
+the first and last training-epoch values of ``history_``'s ``path_entropy``,
+``n_used_paths`` and ``internal_fraction``, and, for HCRL2, the spread of the per-sample
+level proportion ``E[eta | x]`` (``transform`` with ``transform_features="level_proportion"``)
+over the test samples, and its mean for the samples whose largest leaf posterior
+(``predict_proba``) is in the top and the bottom quartile.
 
 Usage::
 
-    python benchmarks/bench_hcrl.py --data-home ../shared/data --n-train 10000 \
-        --epochs 10 20 --treevae-epochs 10 5 10
+    python benchmarks/bench_hcrl.py --data-home ../shared/data --datasets 20newsgroups
+    python benchmarks/bench_hcrl.py --data-home ../shared/data --datasets mnist --n-train 10000
 
-Anchors (issue 3): HCRL2 MNIST NLL 203.2 (paper Table 1, depth 3, i.e. three levels:
-``max_depth=2`` here); on 20 Newsgroups TreeVAE DP 17.5 / LP 38.4 and Ward DP 13.1 / LP 30.8
-(percent). Target: HCRL2 beats HCRL1 and Ward on DP on both data sets.
+Targets (issue 12): the trained tree beats its initial tree on DP and LP; MNIST: HCRL2 DP >=
+Ward's 0.637 and LP >= 0.786 at <= 20 leaves, HCRL2 >= HCRL1 on DP and NLL; 20 Newsgroups:
+HF HCRL2 > HCRL1 > VAE + recursive k-means > HKM, >= 6 used paths, DP >= Ward's 0.119.
 """
 
 import argparse
+import copy
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.cluster import AgglomerativeClustering
-from sklearn.metrics import normalized_mutual_info_score
+import torch
+from skorch.callbacks import Callback
 
-from sk_hierclust import HCRL, ClusterTree, TreeVAE
-from sk_hierclust.datasets import load_dataset
-from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import hkm_tree, rgmm_tree, score_row, timed, vae_embedding, ward_tree  # noqa: E402
 
-# HCRL's max_depth (depth of the leaves, root = 0): 3 levels for MNIST (paper Table 1), 4 for 20NG (issue 3)
-DEFAULT_DEPTH = {"mnist": 2, "fashion_mnist": 2, "20newsgroups": 3}
-COLUMNS = ("DP", "LP", "ACC", "NMI", "leaves", "ELBO", "NLL", "fit s")
-ANCHORS = {  # (row, column): value in the table's units (DP/LP as fractions)
-    "mnist": {("HCRL2", "NLL"): 203.2},
-    "20newsgroups": {("TreeVAE", "DP"): 0.175, ("TreeVAE", "LP"): 0.384,
-                     ("Ward", "DP"): 0.131, ("Ward", "LP"): 0.308},
-}
-ANCHOR_SOURCE = {"mnist": "HCRL paper Table 1, depth 3", "20newsgroups": "TreeVAE paper, 20 Newsgroups"}
+from sk_hierclust import HCRL  # noqa: E402
+from sk_hierclust.datasets import load_20newsgroups, load_dataset  # noqa: E402
+from sk_hierclust.metrics import hierarchical_f_score  # noqa: E402
 
-
-def scores(y, tree, nodes, labels):
-    return {"DP": dendrogram_purity(y, tree, nodes), "LP": leaf_purity(y, labels),
-            "ACC": cluster_accuracy(y, labels), "NMI": normalized_mutual_info_score(y, labels),
-            "leaves": tree.n_leaves}
+COLUMNS = ("DP", "LP", "ACC", "NMI", "HF", "NLL", "leaves", "used", "fit s")
+USED_SHARE = 0.01  # a leaf predicted for this share of the test samples is a used path
+HISTORY_KEYS = ("path_entropy", "n_used_paths", "internal_fraction")
+HKM_MAX_DEPTH = 8  # depth cap of the recursive baselines (they stop at --max-leaves leaves)
+#: Reference figures of the targets (README's Ward at 20 leaves on the test sets).
+WARD_REF = {"mnist": {"DP": 0.637, "LP": 0.786}, "20newsgroups": {"DP": 0.119}}
 
 
-def model_row(model, X, y, nll_samples):
-    row = scores(y, model.tree_, model.apply(X), model.predict(X))
-    row["ELBO"] = model.score(X)
-    if nll_samples:
-        row["NLL"] = -float(np.mean(model.log_likelihood(X, n_importance=nll_samples)))
-    row["fit s"] = model.fit_time_
-    return row
+class InitialTreeSnapshot(Callback):
+    """Copy the module at the start of the first epoch after pre-training (the initial tree)."""
+
+    def initialize(self):
+        """Keep a snapshot over skorch's re-initialisations (one per training phase)."""
+        if not hasattr(self, "module_"):
+            self.module_ = None
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        """Copy ``net.module_`` once, at the first epoch that is not pre-training."""
+        if self.module_ is None and not net.module_.pretraining:
+            self.module_ = copy.deepcopy(net.module_)
 
 
-def ward_rows(X, y, leaf_counts):
-    """Ward on the raw (densified) inputs, the merge tree cut to each of ``leaf_counts`` leaves."""
-    X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    start = time.perf_counter()
-    model = AgglomerativeClustering(linkage="ward", compute_full_tree=True, compute_distances=True)
-    model.fit(X.astype(np.float64))
-    seconds = time.perf_counter() - start
-    rows = {}
-    for n_leaves in leaf_counts:
-        tree, nodes = ClusterTree.from_agglomerative(model, n_leaves=n_leaves)
-        labels = tree.node_to_label[nodes]
-        rows[f"Ward, {n_leaves} leaves"] = {**scores(y, tree, nodes, labels), "fit s": seconds}
-    return rows
+def initial_model(model, snapshot, X_train):
+    """The fitted ``model`` with its module replaced by the initial-tree ``snapshot`` (a shallow copy).
+
+    ``tree_`` is rebuilt from the snapshot's training assignments, as ``fit`` builds it.
+    """
+    init = copy.copy(model)
+    init.net_ = types.SimpleNamespace(module_=snapshot, device=model.net_.device)
+    parent, sample_nodes, module_nodes = init._tree_assignment(init._validate_X(X_train))
+    init.tree_ = type(model.tree_).from_sample_nodes(parent, sample_nodes)
+    init._module_node_ = np.asarray(module_nodes)
+    return init
 
 
 def subsample(X, y, n, seed):
     if n is None or n >= X.shape[0]:
-        return X, y
+        return X, y, None
     idx = np.sort(np.random.RandomState(seed).choice(X.shape[0], n, replace=False))
-    return X[idx], y[idx]
+    return X[idx], y[idx], idx
+
+
+def used_paths(labels):
+    counts = np.bincount(np.asarray(labels))
+    return int((counts >= USED_SHARE * len(labels)).sum())
+
+
+def row_of(name, y, tree, nodes, labels, fit_s, levels):
+    row = score_row(name, y, tree, nodes, fit_s if fit_s is not None else np.nan, labels=labels)
+    row["fit s"] = fit_s
+    row["used"] = used_paths(labels)
+    if levels is not None:
+        row["HF"] = hierarchical_f_score(levels, tree, nodes)
+    return row
+
+
+def hcrl_row(name, model, X, y, levels, nll_samples, fit_s):
+    labels = model.predict(X)
+    row = row_of(name, y, model.tree_, model.apply(X), labels, fit_s, levels)
+    if nll_samples:
+        row["NLL"] = -float(np.mean(model.log_likelihood(X, n_importance=nll_samples)))
+    return row
+
+
+def history_summary(model):
+    train = [r for r in model.history_ if r.get("phase") == "train"]
+    if not train:
+        return "no training epochs"
+    parts = []
+    for key in HISTORY_KEYS:
+        first, last = train[0].get(key), train[-1].get(key)
+        fmt = "{:d}" if key == "n_used_paths" else "{:.3f}"
+        parts.append(f"{key} {fmt.format(first)} -> {fmt.format(last)}")
+    events = [r["tree_event"] for r in train if r.get("tree_event")]
+    leaves = [r.get("n_leaves") for r in train]
+    return "; ".join(parts) + f"; n_leaves {leaves[0]} -> {leaves[-1]}; events {events}"
+
+
+def eta_spread(model, X):
+    """Spread of E[eta | x] over ``X`` and its mean in the top / bottom quartile of max leaf posterior."""
+    model.set_params(transform_features="level_proportion")
+    try:
+        eta = model.transform(X).astype(np.float64)
+    finally:
+        model.set_params(transform_features="embedding")
+    top = model.predict_proba(X).max(1)
+    lo, hi = np.quantile(top, [0.25, 0.75])
+    high, low = top >= hi, top <= lo
+
+    def vec(v):
+        return "[" + ", ".join(f"{x:.3f}" for x in v) + "]"
+    lines = [f"  E[eta|x] (levels root..leaf): mean {vec(eta.mean(0))}, std over test samples {vec(eta.std(0))} "
+             f"(max {eta.std(0).max():.3f})",
+             f"  max leaf posterior: quartiles {lo:.3f} / {hi:.3f}; E[eta|x] mean, top quartile (fits a leaf) "
+             f"{vec(eta[high].mean(0))}, bottom quartile (between clusters) {vec(eta[low].mean(0))}; "
+             f"leaf-level difference {eta[high, -1].mean() - eta[low, -1].mean():+.3f}",
+             f"  corr(E[eta_leaf|x], max leaf posterior) {np.corrcoef(eta[:, -1], top)[0, 1]:+.3f}"]
+    return "\n".join(lines), float(eta.std(0).max())
 
 
 def format_table(rows):
-    lines = [f"{'':22s}" + "".join(f"{c:>9s}" for c in COLUMNS)]
+    width = max(24, max(len(k) for k in rows) + 1)
+    lines = [f"{'':{width}s}" + "".join(f"{c:>8s}" for c in COLUMNS)]
     for name, row in rows.items():
         cells = []
         for c in COLUMNS:
             v = row.get(c)
-            if v is None:
-                cells.append(f"{'-':>9s}")
-            elif c == "leaves":
-                cells.append(f"{int(v):9d}")
-            elif c in ("ELBO", "NLL", "fit s"):
-                cells.append(f"{v:9.1f}")
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                cells.append(f"{'-':>8s}")
+            elif c in ("leaves", "used"):
+                cells.append(f"{int(v):8d}")
+            elif c in ("NLL", "fit s"):
+                cells.append(f"{v:8.1f}")
             else:
-                cells.append(f"{v:9.3f}")
-        lines.append(f"{name:22s}" + "".join(cells))
+                cells.append(f"{v:8.3f}")
+        lines.append(f"{name:{width}s}" + "".join(cells))
     return "\n".join(lines)
 
 
-def verdict(dataset, rows):
-    """Anchor comparison and the target "HCRL2 beats HCRL1 and Ward on DP"."""
-    lines = [f"anchors ({ANCHOR_SOURCE.get(dataset, 'none')}):"]
-    for (name, col), ref in ANCHORS.get(dataset, {}).items():
-        ours = [(k, r[col]) for k, r in rows.items() if k.split(",")[0] == name and r.get(col) is not None]
-        got = "; ".join(f"{k}: {v:.3f}" if col != "NLL" else f"{k}: {v:.1f}" for k, v in ours) or "not run"
-        lines.append(f"  {name} {col}: paper {ref:g}, here {got}")
-    if len(lines) == 1:
-        lines.append("  none")
-    dp = {k: r["DP"] for k, r in rows.items()}
-    if "HCRL2" in dp and "HCRL1" in dp:
-        ward = {k: v for k, v in dp.items() if k.startswith("Ward")}
-        beats_1 = dp["HCRL2"] > dp["HCRL1"]
-        beats_w = all(dp["HCRL2"] > v for v in ward.values())
-        ok = "HOLDS" if beats_1 and beats_w else "FAILS"
-        lines.append(f"target 'HCRL2 beats HCRL1 and Ward on DP': {ok} (HCRL2 {dp['HCRL2']:.3f}, "
-                     f"HCRL1 {dp['HCRL1']:.3f}, " + ", ".join(f"{k} {v:.3f}" for k, v in ward.items()) + ")")
+def _mark(ok):
+    return "MET" if ok else "MISSED"
+
+
+def verdict(dataset, rows, depths, max_leaves):
+    lines = ["targets:"]
+    for name, row in rows.items():
+        init = rows.get(f"{name} initial")
+        if init is not None:
+            ok = row["DP"] > init["DP"] and row["LP"] > init["LP"]
+            lines.append(f"  {name} beats its initial tree on DP and LP: {_mark(ok)} (DP {row['DP']:.3f} vs "
+                         f"{init['DP']:.3f}, LP {row['LP']:.3f} vs {init['LP']:.3f})")
+    ward = rows.get(f"Ward, {max_leaves} leaves")
+    for d in depths:
+        h1, h2 = rows.get(f"HCRL1 d{d}"), rows.get(f"HCRL2 d{d}")
+        if h2 is None:
+            continue
+        tag = f"HCRL2 d{d}"
+        if dataset == "mnist":
+            ref = WARD_REF["mnist"]
+            ok = h2["DP"] >= ref["DP"] and h2["LP"] >= ref["LP"] and h2["leaves"] <= 20
+            here = f"; this run's Ward {ward['DP']:.3f} / {ward['LP']:.3f}" if ward else ""
+            lines.append(f"  {tag} DP >= 0.637 and LP >= 0.786 at <= 20 leaves: {_mark(ok)} (DP {h2['DP']:.3f}, "
+                         f"LP {h2['LP']:.3f}, {h2['leaves']} leaves{here})")
+            if h1 is not None:
+                ok = h2["DP"] >= h1["DP"] and h2.get("NLL", np.inf) <= h1.get("NLL", -np.inf)
+                lines.append(f"  {tag} >= HCRL1 on DP and NLL: {_mark(ok)} (DP {h2['DP']:.3f} vs {h1['DP']:.3f}, "
+                             f"NLL {h2.get('NLL', np.nan):.1f} vs {h1.get('NLL', np.nan):.1f})")
+        if dataset == "20newsgroups" and h1 is not None:
+            rkm, hkm = rows.get("VAE + rec. k-means"), rows.get("HKM (raw)")
+            chain = [h2["HF"], h1["HF"], rkm["HF"], hkm["HF"]]
+            ok = all(a > b for a, b in zip(chain, chain[1:]))
+            lines.append(f"  HF HCRL2 > HCRL1 > VAE + rec. k-means > HKM (d{d}): {_mark(ok)} ("
+                         + " > ".join(f"{v:.3f}" for v in chain) + ")")
+            lines.append(f"  {tag} >= 6 used paths: {_mark(h2['used'] >= 6)} ({h2['used']})")
+            ref = WARD_REF["20newsgroups"]["DP"]
+            here = f"; this run's Ward {ward['DP']:.3f}" if ward else ""
+            lines.append(f"  {tag} DP >= Ward's 0.119: {_mark(h2['DP'] >= ref)} ({h2['DP']:.3f}{here})")
     return "\n".join(lines)
+
+
+def load(dataset, data_home, n_train, n_test, seed):
+    """Train/test inputs and labels, and the test documents' hierarchy levels (20 Newsgroups; else None)."""
+    if dataset == "20newsgroups":
+        train = load_20newsgroups(data_home, subset="train")
+        test = load_20newsgroups(data_home, subset="test")
+        X_train, y_train, X_test, y_test = train.data, train.target, test.data, test.target
+        levels = test.hierarchy_levels  # 7 / 16 / 20 classes, coarsest first
+    else:
+        X_train, y_train, X_test, y_test = load_dataset(dataset, data_home=data_home)
+        levels = None
+    X_train, y_train, _ = subsample(X_train, y_train, n_train, seed)
+    X_test, y_test, idx = subsample(X_test, y_test, n_test, seed)
+    if levels is not None and idx is not None:
+        levels = levels[idx]
+    return X_train, y_train, X_test, y_test, levels
 
 
 def main(argv=None):
@@ -126,23 +246,21 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=None, help="random subsample of the test set (seeded)")
     parser.add_argument("--epochs", type=int, nargs=2, default=(10, 30), metavar=("PRETRAIN", "TRAIN"),
                         help="HCRL n_epochs_pretrain and n_epochs")
-    parser.add_argument("--treevae-epochs", type=int, nargs=3, default=(30, 15, 30),
-                        metavar=("INITIAL", "GROW", "FINAL"),
-                        help="TreeVAE n_epochs_initial, n_epochs_grow and n_epochs (the whole tree, last)")
-    parser.add_argument("--treevae-max-leaves", type=int, default=None,
-                        help="TreeVAE's leaf cap (default: the number of classes, at most --max-leaves)")
-    parser.add_argument("--max-depth", type=int, default=None,
-                        help="HCRL max_depth, the depth of the leaves with the root at 0 "
-                             "(default: 2 for MNIST, 3 for 20 Newsgroups)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[2, 3],
+                        help="HCRL max_depth values (root = 0; 2 is the paper's depth 3, 3 its depth 4)")
+    parser.add_argument("--models", nargs="+", default=["HCRL1", "HCRL2"], choices=["HCRL1", "HCRL2"])
     parser.add_argument("--max-leaves", type=int, default=20)
     parser.add_argument("--nll-samples", type=int, default=100,
                         help="importance samples of the MNIST test NLL (0: skip)")
-    parser.add_argument("--skip-treevae", action="store_true")
+    parser.add_argument("--vae-epochs", type=int, default=30, help="epochs of the VAE baseline's VAE")
+    parser.add_argument("--no-baselines", action="store_true", help="HCRL rows only")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--save", default=None, metavar="PATH", help="also write the printed report there")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     report = []
 
@@ -150,46 +268,65 @@ def main(argv=None):
         print(text, flush=True)
         report.append(text)
 
+    wall = time.perf_counter()
     emit(f"bench_hcrl: {vars(args)}")
     for dataset in args.datasets:
-        X_train, y_train, X_test, y_test = load_dataset(dataset, data_home=args.data_home)
-        X_train, y_train = subsample(X_train, y_train, args.n_train, args.seed)
-        X_test, y_test = subsample(X_test, y_test, args.n_test, args.seed)
+        X_train, y_train, X_test, y_test, levels = load(dataset, args.data_home, args.n_train, args.n_test,
+                                                        args.seed)
         n_classes = len(np.unique(y_train))
-        depth = args.max_depth or DEFAULT_DEPTH[dataset]
         nll = args.nll_samples if dataset in ("mnist", "fashion_mnist") else 0
-        emit(f"\n=== {dataset}: train {X_train.shape}, test {X_test.shape}, {n_classes} classes, "
-             f"HCRL max_depth {depth}, max {args.max_leaves} leaves ===")
-        rows = {}
-        for name, level in (("HCRL1", "global"), ("HCRL2", "local")):
-            model = HCRL(max_depth=depth, max_leaves=args.max_leaves, level_proportion=level,
-                         n_epochs_pretrain=args.epochs[0], n_epochs=args.epochs[1], batch_size=args.batch_size,
-                         verbose=args.verbose, random_state=args.seed)
-            emit(f"fitting {name}: {model!r}")
-            model.fit(X_train)
-            events = [r["tree_event"] for r in model.history_ if r.get("tree_event")]
-            collapsed = any(r.get("collapsed") for r in model.history_)
-            emit(f"  fit {model.fit_time_:.0f} s; tree {model.tree_!r}; events {events}"
-                 + ("; collapsed in some epoch" if collapsed else ""))
-            start = time.perf_counter()
-            rows[name] = model_row(model, X_test, y_test, nll)
-            emit(f"  scored in {time.perf_counter() - start:.0f} s")
-        if not args.skip_treevae:
-            tv_leaves = args.treevae_max_leaves or min(n_classes, args.max_leaves)
-            model = TreeVAE(max_leaves=tv_leaves, n_epochs_initial=args.treevae_epochs[0],
-                            n_epochs_grow=args.treevae_epochs[1], n_epochs=args.treevae_epochs[2],
-                            verbose=args.verbose, random_state=args.seed)
-            emit(f"fitting TreeVAE: {model!r}")
-            model.fit(X_train)
-            emit(f"  fit {model.fit_time_:.0f} s; tree {model.tree_!r}")
-            rows["TreeVAE"] = model_row(model, X_test, y_test, 0)
-        emit("fitting Ward on the test set ...")
-        rows.update(ward_rows(X_test, y_test, sorted({args.max_leaves, n_classes}, reverse=True)))
+        emit(f"\n=== {dataset}: train {X_train.shape}, test {X_test.shape}, {n_classes} classes, max "
+             f"{args.max_leaves} leaves, HCRL epochs {tuple(args.epochs)}, seed {args.seed} ===")
+        rows, spreads = {}, {}
+        for depth in args.depths:
+            for name in args.models:
+                level = "global" if name == "HCRL1" else "local"
+                tag = f"{name} d{depth}"
+                snap = InitialTreeSnapshot()
+                model = HCRL(max_depth=depth, max_leaves=args.max_leaves, level_proportion=level,
+                             n_epochs_pretrain=args.epochs[0], n_epochs=args.epochs[1], batch_size=args.batch_size,
+                             verbose=args.verbose, random_state=args.seed, callbacks=[("initial_tree", snap)])
+                emit(f"fitting {tag} (max_depth={depth}, {depth + 1} levels) ...")
+                _, fit_s = timed(model.fit, X_train)
+                start = time.perf_counter()
+                rows[tag] = hcrl_row(tag, model, X_test, y_test, levels, nll, fit_s)
+                init = initial_model(model, snap.module_, X_train)
+                rows[f"{tag} initial"] = hcrl_row(f"{tag} initial", init, X_test, y_test, levels, nll, None)
+                emit(f"  fit {fit_s:.0f} CPU s; tree {model.tree_!r}; initial tree {init.tree_!r}")
+                emit(f"  history (first -> last training epoch): {history_summary(model)}")
+                if level == "local":
+                    text, spreads[tag] = eta_spread(model, X_test)
+                    emit(text)
+                emit(f"  scored in {time.perf_counter() - start:.0f} s; wall so far "
+                     f"{time.perf_counter() - wall:.0f} s")
+        if not args.no_baselines:
+            emit("HKM on the raw test features ...")
+            (tree, nodes), s = timed(hkm_tree, X_test, HKM_MAX_DEPTH, args.seed, n_leaves=args.max_leaves)
+            rows["HKM (raw)"] = row_of("HKM (raw)", y_test, tree, nodes, tree.node_to_label[nodes], s, levels)
+            emit(f"VAE ({args.vae_epochs} epochs) on the training set, then recursive k-means / GMM of the test "
+                 "embeddings ...")
+            (_, Z_test), vae_s = timed(vae_embedding, X_train, X_test, n_epochs=args.vae_epochs, latent_dim=10,
+                                       encoder="mlp", batch_size=256, random_state=args.seed)
+            for name, fn in (("VAE + rec. k-means", hkm_tree), ("VAE + rec. GMM", rgmm_tree)):
+                (tree, nodes), s = timed(fn, Z_test, HKM_MAX_DEPTH, args.seed, n_leaves=args.max_leaves)
+                rows[name] = row_of(name, y_test, tree, nodes, tree.node_to_label[nodes], vae_s + s, levels)
+            emit("Ward on the raw test inputs ...")
+            leaves = sorted({args.max_leaves, n_classes}, reverse=True)
+            cuts, s = timed(ward_tree, X_test, leaves)
+            for k, (tree, nodes) in zip(leaves, cuts):
+                rows[f"Ward, {k} leaves"] = row_of(f"Ward, {k} leaves", y_test, tree, nodes,
+                                                   tree.node_to_label[nodes], s, levels)
         emit()
         emit(format_table(rows))
-        emit("(DP/LP/ACC/NMI on the test set; ELBO = test ELBO per sample, nats; NLL = -mean IS log p(x), "
-             f"{nll} samples; Ward's 'fit s' is its fit on the test set)")
-        emit(verdict(dataset, rows))
+        emit(f"(test set; DP on apply, LP/ACC/NMI on predict; HF = hierarchical F-score on the "
+             f"{'7/16/20-class hierarchy' if levels is not None else '-'}; NLL = -mean IS log p(x), {nll} samples; "
+             f"used = leaves predicted for >= {USED_SHARE:.0%} of the test samples; fit s = CPU s, 1 thread; "
+             "'initial' = the same run's tree after pre-training + k-means initialisation; the baselines' fit s "
+             "is their clustering of the test set (VAE rows: + the VAE's training)")
+        emit(verdict(dataset, rows, args.depths, args.max_leaves))
+        for tag, spread in spreads.items():
+            emit(f"  {tag} E[eta|x] spread (max over levels of the std over test samples): {spread:.3f}")
+        emit(f"wall so far {time.perf_counter() - wall:.0f} s")
     if args.save:
         with open(args.save, "w") as f:
             f.write("\n".join(report) + "\n")
