@@ -163,19 +163,20 @@ def test_replace_marked_section_errors(run_all, text):
         run_all.replace_marked_section(text, "x")
 
 
-def test_hkm_tree(baselines):
+@pytest.mark.parametrize("name", ["hkm_tree", "rgmm_tree"])
+def test_recursive_binary_trees_recover_planted_blobs(baselines, name):
     rng = np.random.RandomState(0)
     centers = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)
     y = np.repeat(np.arange(4), 30)
     X = centers[y] + rng.normal(scale=0.3, size=(120, 2))
-    tree, nodes = baselines.hkm_tree(X, depth=2, random_state=0)
+    tree, nodes = getattr(baselines, name)(X, depth=2, random_state=0)
     assert tree.n_leaves == 4 and tree.max_depth == 2 and tree.node_count == 7
     assert np.all(tree.is_leaf[nodes])
-    row = baselines.score_row("HKM", y, tree, nodes, 0.5)
+    row = baselines.score_row(name, y, tree, nodes, 0.5)
     assert row["DP"] == row["LP"] == row["ACC"] == pytest.approx(1.0)
     assert row["leaves"] == 4 and row["fit s"] == 0.5
     # bisecting: the largest leaf first, down to n_leaves
-    tree3, nodes3 = baselines.hkm_tree(X, depth=5, random_state=0, n_leaves=3)
+    tree3, nodes3 = getattr(baselines, name)(X, depth=5, random_state=0, n_leaves=3)
     assert len(tree3.label_to_node) == 3 and np.all(tree3.is_leaf[nodes3])
 
 
