@@ -96,34 +96,9 @@ def hkm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3):
     tree, nodes : ClusterTree, ndarray of shape (n_samples,)
         The tree (nodes numbered in creation order, so parents come first) and each row's leaf.
     """
-    n = X.shape[0]
-    parent, depths, nodes = [-1], [0], np.zeros(n, dtype=np.int64)
-    members = {0: np.arange(n)}  # the current leaves' rows
-    frozen = set()  # leaves KMeans could not split (one cluster only)
-
-    def splittable(v):
-        return depths[v] < depth and len(members[v]) >= max(min_size, 2) and v not in frozen
-
-    while n_leaves is None or len(members) < n_leaves:
-        candidates = [v for v in members if splittable(v)]
-        if not candidates:
-            break
-        # full tree: split breadth-first (shallowest, then lowest id); n_leaves: the largest leaf
-        v = (min(candidates, key=lambda u: (depths[u], u)) if n_leaves is None
-             else max(candidates, key=lambda u: (len(members[u]), -u)))
-        rows = members[v]
-        labels = KMeans(2, n_init=n_init, random_state=random_state).fit_predict(X[rows])
-        if np.unique(labels).size < 2:
-            frozen.add(v)
-            continue
-        del members[v]
-        for k in (0, 1):
-            child = len(parent)
-            parent.append(v)
-            depths.append(depths[v] + 1)
-            members[child] = rows[labels == k]
-            nodes[members[child]] = child
-    return ClusterTree.from_sample_nodes(parent, nodes), nodes
+    def split(rows):
+        return KMeans(2, n_init=n_init, random_state=random_state).fit_predict(X[rows])
+    return _bisecting_tree(X.shape[0], depth, split, n_leaves, max(min_size, 2))
 
 
 def rgmm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3, covariance_type="full"):
@@ -165,7 +140,10 @@ def rgmm_tree(X, depth, random_state=0, *, n_leaves=None, min_size=2, n_init=3, 
 
 
 def _bisecting_tree(n, depth, split, n_leaves, min_size):
-    """The recursive binary splits of :func:`hkm_tree` with ``split(rows) -> labels in {0, 1}``."""
+    """Recursive binary splits of ``n`` rows by ``split(rows) -> labels in {0, 1}`` (see :func:`hkm_tree`).
+
+    A leaf that ``split`` cannot divide (one label only) is left as it is.
+    """
     parent, depths, nodes = [-1], [0], np.zeros(n, dtype=np.int64)
     members, frozen = {0: np.arange(n)}, set()
 
