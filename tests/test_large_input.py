@@ -5,6 +5,7 @@ blocks of rows (never the whole of it, never converted as a whole), and be rejec
 clear message when its shape or dtype is wrong.
 """
 
+import os
 import tracemalloc
 
 import numpy as np
@@ -127,6 +128,30 @@ def test_lazy_rows_indexing(X_uint8):
     assert str(x.dtype) == "torch.float32"
     np.testing.assert_array_equal(x.numpy(), expected[[4, 1]])
     assert tuple(y.shape) == (2, 1)
+
+
+def _rss_file_kib():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("RssFile:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc/self/status")
+def test_random_batches_keep_the_memmap_pages_bounded(tmp_path):
+    # without releasing after each scattered read, 40 batches of 512 random rows map most of this
+    # 157 MB file (one batch mapped 30-300 MB when measured: whole page-cache folios per row)
+    n, d = 200_000, 784
+    X = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(n, d))
+    X[:] = 1
+    X.flush()
+    X = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows, rng = LazyRows(X), np.random.RandomState(0)
+    before = _rss_file_kib()
+    grown = 0
+    for _ in range(40):
+        batch = rows[rng.choice(n, 512, replace=False)]
+        grown = max(grown, _rss_file_kib() - before)
+    assert batch.shape == (512, d) and batch.dtype == np.float32 and np.all(batch == 1)
+    assert grown < 64 * 1024, f"file pages grew by {grown / 1024:.0f} MiB"
 
 
 def test_predict_allocates_far_less_than_X(tmp_path):
