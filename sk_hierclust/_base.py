@@ -255,12 +255,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
             return (X, ranges) if return_ranges else X
         X = _as_csr_matrix(validate_data(self, X, accept_sparse="csr", dtype=np.float32, ensure_all_finite=False,
                                          ensure_min_samples=2 if reset else 1, reset=reset))
-        values = X.data if sp.issparse(X) else X
-        if not np.isfinite(np.sum(values, dtype=np.float64)):  # NaN/inf propagate; no temporary of X's size
-            raise ValueError(
-                f"Input X contains NaN or infinity. {name} does not accept missing or infinite "
-                "values: impute them (e.g. sklearn.impute.SimpleImputer as a Pipeline step before the model) or "
-                "drop the rows or columns that hold them.")
+        check_finite_block(X.data if sp.issparse(X) else X, None, name)
         return (X, None) if return_ranges else X
 
     def _validate_fit_data(self, X):

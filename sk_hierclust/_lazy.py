@@ -198,11 +198,17 @@ def take_rows(X, indices):
 
 
 def check_finite_block(block, start, estimator_name):
-    """Raise the clusterer's ``ValueError`` if the rows ``block`` (from row ``start``) hold NaN or infinity."""
+    """Raise the clusterer's ``ValueError`` if ``block`` holds NaN or infinity.
+
+    ``block`` is rows of X from row ``start``, named in the message, or (``start=None``) all
+    of X's values (e.g. a CSR matrix's ``data``).
+    """
     if block.dtype.kind == "f" and not np.isfinite(np.sum(block, dtype=np.float64)):  # no temporary of its size
+        where = "" if start is None else f" (in rows {start}..{start + block.shape[0] - 1})"
         raise ValueError(
-            f"Input X contains NaN or infinity (in rows {start}..{start + block.shape[0] - 1}). {estimator_name} "
-            "does not accept missing or infinite values: impute them or drop the rows or columns that hold them.")
+            f"Input X contains NaN or infinity{where}. {estimator_name} does not accept missing or infinite "
+            "values: impute them (e.g. sklearn.impute.SimpleImputer as a Pipeline step before the model) or "
+            "drop the rows or columns that hold them.")
 
 
 def check_lazy_array(X, estimator_name, min_samples=1, scan=True):
