@@ -28,16 +28,10 @@ import _baselines
 import joblib
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
 
 from sk_hierclust import TreeVAE
 from sk_hierclust.datasets import load_dataset
-from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity
-
-
-def scores(y, tree, nodes, labels):
-    return {"DP": dendrogram_purity(y, tree, nodes), "LP": leaf_purity(y, labels),
-            "ACC": cluster_accuracy(y, labels), "NMI": normalized_mutual_info_score(y, labels)}
+from sk_hierclust.metrics import hierarchy_scores
 
 
 def epoch_seconds(model, X, n_leaves_list):
@@ -259,7 +253,7 @@ def ward_rows(name, features, y, cuts):
     rows = {}
     for n_leaves, (tree, nodes) in zip(cuts, _baselines.ward_tree(features, list(cuts))):
         suffix = " (ACC/NMI cut)" if n_leaves == cuts[-1] else ""
-        rows[f"{name}, {n_leaves} leaves{suffix}"] = scores(y, tree, nodes, tree.node_to_label[nodes])
+        rows[f"{name}, {n_leaves} leaves{suffix}"] = hierarchy_scores(y, tree, nodes, tree.node_to_label[nodes])
     return rows
 
 
@@ -295,8 +289,8 @@ def run_seed(args, settings, data, seed, raw_ward):
     print(f"seed {seed}: fit {model.fit_time_:.0f} s wall, {fit_cpu:.0f} s CPU; "
           f"{len(model.tree_.label_to_node)} non-empty leaves, tree depth {model.tree_.max_depth}; "
           f"test ELBO {model.score(X_test):.1f} nats", flush=True)
-    rows = {"TreeVAE train": scores(y_train, model.tree_, model.apply(X_train), model.predict(X_train)),
-            "TreeVAE test": scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test))}
+    rows = {"TreeVAE train": hierarchy_scores(y_train, model.tree_, model.apply(X_train), model.predict(X_train)),
+            "TreeVAE test": hierarchy_scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test))}
     vae_epochs = full_data_epochs(model, X_train.shape[0])
     vae_rows, vae_s = vae_ward_rows(X_train, X_test, y_test, settings, vae_epochs, seed)
     rows.update(raw_ward)
