@@ -360,7 +360,7 @@ def save_outputs(model, X_train, y_train, out, *, thumbnails="none", image_shape
     X_train : ndarray of shape (n_samples, n_features)
         Training inputs, to place the samples in the tree picture.
     y_train : ndarray of shape (n_samples,)
-        Training labels: each leaf of the picture shows its majority class and purity.
+        Training labels: each non-empty node of the picture shows its majority class and purity.
     out : str or path-like
         Output folder, created if needed.
     thumbnails : {"none", "mean", "sample"}, default="none"

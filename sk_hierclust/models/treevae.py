@@ -992,7 +992,7 @@ class TreeVAE(BaseDeepClusterer):
     def _leaf_to_grow(self, X, probs=None, n_leaves=None):
         """Return the leaf to split next and its sample subset (paper §2.5), or ``(None, None)``.
 
-        The largest subset among the leaves above ``max_depth`` whose subset holds at least
+        The largest subset among the leaves shallower than ``max_depth`` whose subset holds at least
         ``batch_size`` samples (a leaf at ``max_depth`` is passed over, as in the authors' code).
 
         ``probs``: P(leaf | x) of ``X`` if already computed; ``n_leaves``: the number of leaves
