@@ -28,7 +28,8 @@ from sk_hierclust.metrics import hierarchy_scores
 from sk_hierclust.nn.encoders import make_encoder, make_node_decoders
 from sk_hierclust.nn.losses import kl_normal, negative_log_likelihood, reparameterize, split_normal
 
-__all__ = ["SCORE_COLUMNS", "hkm_tree", "rgmm_tree", "score_row", "timed", "vae_embedding", "ward_tree"]
+__all__ = ["SCORE_COLUMNS", "hkm_tree", "rgmm_tree", "score_row", "split_consistency", "timed", "vae_embedding",
+           "ward_tree"]
 
 #: Keys of a :func:`score_row` row after ``"model"``, in table order.
 SCORE_COLUMNS = ("DP", "LP", "ACC", "NMI", "fit s", "leaves")
@@ -294,3 +295,51 @@ def score_row(name, y, tree, nodes, fit_s, labels=None):
         labels = tree.node_to_label[nodes]
     return {"model": name, **hierarchy_scores(y, tree, nodes, labels), "fit s": float(fit_s),
             "leaves": int(len(tree.label_to_node))}
+
+
+def split_consistency(y, tree, nodes, max_depth=3):
+    """How cleanly the splits of each depth keep the true classes together, and how balanced they are.
+
+    For an internal node ``v``, its consistency is the share of the samples under ``v`` that
+    lie in the child holding most of their class, ``sum_c max_child n(c, child) / n(v)`` (1:
+    every class goes to one child; a balanced binary split that ignores the classes: about
+    0.5), and its balance the share of its largest child, ``max_child n(child) / n(v)`` (a
+    split sending every sample to one child has consistency 1 and balance 1: read the two
+    together). Samples that sit at ``v`` itself count as their own child. Each is averaged
+    over the internal nodes of a depth, weighted by ``n(v)``. This tells where a tree's
+    dendrogram purity is lost: the errors of a top split are shared by every pair below it.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        True classes.
+    tree : ClusterTree
+    nodes : array-like of int, shape (n_samples,)
+        Node of each sample in ``tree``.
+    max_depth : int, default=3
+        Depths ``0 .. max_depth - 1`` are reported.
+
+    Returns
+    -------
+    dict of int to (float, float)
+        Depth -> ``(consistency, balance)`` of that depth's splits (depths without an internal
+        node holding samples are left out).
+    """
+    classes, y_idx = np.unique(np.asarray(y), return_inverse=True)
+    own = np.zeros((tree.node_count, classes.size))
+    np.add.at(own, (np.asarray(nodes), y_idx), 1)
+    under = tree._subtree_sum(own)
+    children = np.flatnonzero(tree.parent >= 0)
+    best = own.copy()  # per node and class: the largest count among its children (and itself)
+    np.maximum.at(best, tree.parent[children], under[children])
+    largest = own.sum(1)  # per node: its largest child's sample count (or its own samples)
+    np.maximum.at(largest, tree.parent[children], under[children].sum(1))
+    size = under.sum(1)
+    splits = (np.bincount(tree.parent[children], minlength=tree.node_count) > 0) & (size > 0)
+    out = {}
+    for depth in range(max_depth):
+        internal = np.flatnonzero(splits & (tree.depth == depth))
+        if internal.size:
+            total = size[internal].sum()
+            out[depth] = (float(best[internal].sum() / total), float(largest[internal].sum() / total))
+    return out

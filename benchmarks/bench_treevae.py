@@ -249,20 +249,25 @@ DATASET_SETTINGS = {
 
 
 def ward_rows(name, features, y, cuts):
-    """Ward linkage (scipy) on ``features``, cut at each leaf count of ``cuts`` (DP/LP cut, ACC/NMI cut)."""
-    rows = {}
+    """Ward linkage (scipy) on ``features``, cut at each leaf count of ``cuts`` (DP/LP cut, ACC/NMI cut).
+
+    Returns the score rows and the :func:`_baselines.split_consistency` of the DP/LP cut, by row name.
+    """
+    rows, consistency = {}, {}
     for n_leaves, (tree, nodes) in zip(cuts, _baselines.ward_tree(features, list(cuts))):
         suffix = " (ACC/NMI cut)" if n_leaves == cuts[-1] else ""
         rows[f"{name}, {n_leaves} leaves{suffix}"] = hierarchy_scores(y, tree, nodes, tree.node_to_label[nodes])
-    return rows
+        if n_leaves == cuts[0]:
+            consistency[f"{name}, {n_leaves} leaves"] = _baselines.split_consistency(y, tree, nodes)
+    return rows, consistency
 
 
 def vae_ward_rows(X_train, X_test, y_test, settings, n_epochs, seed):
-    """Ward on the test embeddings of a plain VAE trained ``n_epochs`` epochs; also its CPU seconds."""
+    """Ward on the test embeddings of a plain VAE trained ``n_epochs`` epochs (:func:`ward_rows`), its CPU seconds."""
     (_, Z_test), vae_s = _baselines.timed(
         _baselines.vae_embedding, X_train, X_test, n_epochs=n_epochs, latent_dim=settings["latent_dim"],
         encoder=settings["encoder"], input_shape=settings["input_shape"], random_state=seed)
-    return ward_rows("VAE + Ward", Z_test, y_test, settings["cuts"]), vae_s
+    return (*ward_rows("VAE + Ward", Z_test, y_test, settings["cuts"]), vae_s)
 
 
 def full_data_epochs(model, n_samples):
@@ -272,7 +277,13 @@ def full_data_epochs(model, n_samples):
 
 
 def run_seed(args, settings, data, seed, raw_ward):
-    """Fit TreeVAE with one seed; return its rows (model, Ward ``raw_ward``, VAE + Ward) and the model."""
+    """Fit TreeVAE with one seed; return its rows (model, Ward, VAE + Ward) and the model.
+
+    ``raw_ward``: :func:`ward_rows` of the raw test features, computed once for all seeds.
+
+    Also prints the split consistency by depth (:func:`_baselines.split_consistency`) of the
+    test trees: TreeVAE's, Ward's and VAE + Ward's (DP/LP cut).
+    """
     X_train, y_train, X_test, y_test = data
     model = TreeVAE(max_leaves=args.max_leaves or settings["max_leaves"], max_depth=settings["max_depth"],
                     latent_dim=settings["latent_dim"], n_epochs_initial=args.epochs[0], n_epochs_grow=args.epochs[1],
@@ -292,9 +303,15 @@ def run_seed(args, settings, data, seed, raw_ward):
     rows = {"TreeVAE train": hierarchy_scores(y_train, model.tree_, model.apply(X_train), model.predict(X_train)),
             "TreeVAE test": hierarchy_scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test))}
     vae_epochs = full_data_epochs(model, X_train.shape[0])
-    vae_rows, vae_s = vae_ward_rows(X_train, X_test, y_test, settings, vae_epochs, seed)
-    rows.update(raw_ward)
+    vae_rows, vae_consistency, vae_s = vae_ward_rows(X_train, X_test, y_test, settings, vae_epochs, seed)
+    rows.update(raw_ward[0])
     rows.update(vae_rows)
+    consistency = {"TreeVAE test": _baselines.split_consistency(y_test, model.tree_, model.apply(X_test)),
+                   **raw_ward[1], **vae_consistency}
+    print(f"seed {seed}: splits by depth, consistency / balance (share of a node's test samples in the child "
+          "holding most of their class / in its largest child):")
+    for name, by_depth in consistency.items():
+        print(f"  {name:30s}" + "".join(f"  depth {d}: {c:.3f} / {b:.3f}" for d, (c, b) in by_depth.items()))
     print(f"seed {seed}: the VAE of the VAE + Ward rows trained {vae_epochs} epochs, as many passes over the data "
           f"as TreeVAE's fit ({vae_s:.0f} s CPU)")
     phases = {}

@@ -76,6 +76,17 @@ DEFAULT_BATCH_SIZE = {"digits": 64, "mnist": 256, "fashion_mnist": 256, "20newsg
 #: Default ``--encoder`` per data set (20 Newsgroups is TF-IDF text: no images).
 DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv", "20newsgroups": "mlp"}
 
+#: TreeVAE's default ``--augment`` per data set (its contrastive extension, Manduchi et al.
+#: 2023, §2.6); the other data sets train without augmentation. On digits (20/10/15
+#: epochs, one thread, seeds 0-3) it raised the training-set dendrogram purity from
+#: 0.631 ± 0.067 to 0.736 ± 0.029 and the leaf purity from 0.770 to 0.869; on 10,000 MNIST
+#: images with short schedules it lowered the dendrogram purity (0.257 to 0.179).
+DEFAULT_AUGMENT = {"digits": "affine"}
+
+#: Default ``--contrastive-weight`` with ``--augment affine``: of the weights 1, 3, 10, 30 and
+#: 100, 3 gave digits the highest dendrogram purity.
+DEFAULT_CONTRASTIVE_WEIGHT = 3.0
+
 
 class _ModelClasses(Mapping):
     """Read-only mapping model name -> estimator class, importing a model on first look-up.
@@ -163,6 +174,13 @@ def build_parser():
     fit.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                      help="mini-batch size (default per data set: " + ", ".join(
                          f"{k} {v}" for k, v in DEFAULT_BATCH_SIZE.items()) + ")")
+    fit.add_argument("--augment", choices=("affine", "none"), default=None,
+                     help="treevae only: augment the training images by random affine transforms and add the "
+                          "contrastive term (paper section 2.6) weighted by --contrastive-weight (default: "
+                          + ", ".join(f"{a} for {k}" for k, a in DEFAULT_AUGMENT.items()) + ", none otherwise)")
+    fit.add_argument("--contrastive-weight", type=_non_negative_float, metavar="W", default=None,
+                     help="treevae only: weight of the contrastive term with --augment affine; 0 trains on "
+                          f"augmented images without it (default: {DEFAULT_CONTRASTIVE_WEIGHT:g})")
     fit.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                      help="torch device (default: %(default)s; cuda needs a CUDA build of torch and a GPU)")
     fit.add_argument("--seed", type=int, default=0,
@@ -191,6 +209,40 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _non_negative_float(text):
+    """Argument type: a finite number >= 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def augmentation(args):
+    """TreeVAE's ``(augment, contrastive_weight)`` from ``--augment`` and ``--contrastive-weight``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``fit`` arguments (``model``, ``dataset``, ``augment``, ``contrastive_weight``).
+
+    Returns
+    -------
+    augment : {"affine", None}
+        ``--augment`` (``none``: None); not given: :data:`DEFAULT_AUGMENT` of the data set for
+        treevae, else None.
+    contrastive_weight : float
+        ``--contrastive-weight``; not given: :data:`DEFAULT_CONTRASTIVE_WEIGHT` with
+        augmentation, else 0.
+    """
+    if args.augment is None:
+        augment = DEFAULT_AUGMENT.get(args.dataset) if args.model == "treevae" else None
+    else:
+        augment = None if args.augment == "none" else args.augment
+    if args.contrastive_weight is not None:
+        return augment, args.contrastive_weight
+    return augment, DEFAULT_CONTRASTIVE_WEIGHT if augment else 0.0
 
 
 class _EpochsAction(argparse.Action):
@@ -255,6 +307,11 @@ def _image_shape(n_features):
     return (1, side, side)
 
 
+def _needs_image_shape(encoder, augment):
+    """Whether the estimator needs ``input_shape``: a convolutional encoder or image augmentation."""
+    return encoder in ("conv", "conv_pool") or augment is not None
+
+
 def build_model(args, epochs, n_features=None):
     """Create the (unfitted) estimator from the command line options.
 
@@ -276,12 +333,15 @@ def build_model(args, epochs, n_features=None):
         ``callbacks`` show the training progress (see :func:`progress_callbacks`).
     """
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
+    augment, contrastive_weight = augmentation(args)
+    extra = {"augment": augment, "contrastive_weight": contrastive_weight} if args.model == "treevae" else {}
     input_shape = None
-    if encoder in ("conv", "conv_pool") and n_features is not None:
+    if _needs_image_shape(encoder, augment) and n_features is not None:
         input_shape = _image_shape(n_features)
     return MODELS[args.model](
         **_size_options(args),
         **epochs,
+        **extra,
         encoder=encoder,
         input_shape=input_shape,
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.dataset],
@@ -473,6 +533,15 @@ def prepare_fit(parser, args):
     encoder = args.encoder or DEFAULT_ENCODER[args.dataset]
     if encoder in ("conv", "conv_pool") and args.dataset not in IMAGE_DATASETS:
         parser.error(f"--encoder {encoder} needs images; {args.dataset} is not an image data set (use mlp)")
+    if args.model != "treevae" and (args.augment is not None or args.contrastive_weight is not None):
+        parser.error(f"--augment and --contrastive-weight are treevae's (its contrastive extension), "
+                     f"not {args.model}'s")
+    if args.augment == "affine" and args.dataset not in IMAGE_DATASETS:
+        parser.error(f"--augment affine needs images; {args.dataset} is not an image data set")
+    augment, contrastive_weight = augmentation(args)
+    if augment is None and contrastive_weight > 0:
+        parser.error(f"--contrastive-weight {contrastive_weight:g} needs --augment affine (two augmented views "
+                     "of each image)")
     if thumbnail_mode(args) != "none" and args.dataset not in IMAGE_DATASETS:
         parser.error(f"--thumbnails {args.thumbnails} needs images; {args.dataset} is not an image data set")
     if args.device == "cuda":
@@ -542,10 +611,12 @@ def fit_command(parser, args):
     """
     model, epochs = prepare_fit(parser, args)
     X_train, y_train, X_test, y_test = load_data(args)
-    if model.get_params()["encoder"] in ("conv", "conv_pool"):
+    params = model.get_params()
+    if _needs_image_shape(params["encoder"], params.get("augment")):
         model.set_params(input_shape=_image_shape(X_train.shape[1]))
+    shown = {**epochs, **{k: v for k, v in zip(("augment", "contrastive_weight"), augmentation(args)) if v}}
     print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
-          f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in epochs.items()), flush=True)
+          f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
     seconds = fit_model(model, X_train)
     from . import metrics
 

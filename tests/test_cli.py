@@ -154,6 +154,11 @@ def _usage_error(argv, tmp_path, capsys):
         (["--epochs", "0", "--out", "OUT"], "--epochs: must be >= 1, got 0"),
         (["--model", "hcrl", "--epochs", "3", "0", "--out", "OUT"], "--epochs: must be >= 1, got 0"),
         (["--device", "tpu", "--out", "OUT"], "invalid choice: 'tpu'"),
+        (["--contrastive-weight", "-1", "--out", "OUT"], "--contrastive-weight: must be a finite number >= 0"),
+        (["--contrastive-weight", "nan", "--out", "OUT"], "--contrastive-weight: must be a finite number >= 0"),
+        (["--contrastive-weight", "2", "--out", "OUT"], "--contrastive-weight 2 needs --augment affine"),
+        (["--model", "hcrl", "--augment", "affine", "--out", "OUT"], "treevae's (its contrastive extension)"),
+        (["--model", "vlac", "--contrastive-weight", "1", "--out", "OUT"], "treevae's"),
     ],
 )
 def test_invalid_parameters_are_usage_errors_before_loading(argv, message, tmp_path, capsys):
@@ -249,13 +254,14 @@ def test_missing_data_returns_1(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "encoder, n_features, shape",
-    [("mlp", 64, None), ("conv", 64, (1, 8, 8)), ("conv", 784, (1, 28, 28))],
+    "encoder, n_features, shape, augment",
+    [("mlp", 64, None, "none"), ("mlp", 64, (1, 8, 8), "affine"), ("conv", 64, (1, 8, 8), "none"),
+     ("conv", 784, (1, 28, 28), "none")],
 )
-def test_build_model(encoder, n_features, shape):
+def test_build_model(encoder, n_features, shape, augment):
     args = cli.build_parser().parse_args(
         ["fit", "--encoder", encoder, "--max-leaves", "4", "--max-depth", "3",
-         "--seed", "7", "-vv"]
+         "--seed", "7", "-vv", "--augment", augment]
     )
     model = cli.build_model(args, cli.expand_epochs("treevae", (3, 2, 1)), n_features)
     params = model.get_params()
@@ -285,6 +291,33 @@ def test_build_model_progress_callbacks(options, names):
     assert [name for name, _ in callbacks] == names
     assert all(isinstance(cb, Callback) for _, cb in callbacks)
     assert any(isinstance(cb, ProgressBar) for _, cb in callbacks) == (not options)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [([], ("affine", cli.DEFAULT_CONTRASTIVE_WEIGHT)),  # digits: TreeVAE's contrastive extension
+     (["--contrastive-weight", "0"], ("affine", 0.0)),
+     (["--augment", "none"], (None, 0.0)),
+     (["--dataset", "mnist"], (None, 0.0)),
+     (["--dataset", "mnist", "--augment", "affine"], ("affine", cli.DEFAULT_CONTRASTIVE_WEIGHT)),
+     (["--dataset", "mnist", "--augment", "affine", "--contrastive-weight", "10"], ("affine", 10.0))],
+)
+def test_augmentation_defaults_and_options(argv, expected):
+    args = cli.build_parser().parse_args(["fit", *argv])
+    assert cli.augmentation(args) == expected
+    params = cli.build_model(args, {}, 784 if "mnist" in argv else 64).get_params()
+    assert (params["augment"], params["contrastive_weight"]) == expected
+    # other models take no augmentation, on any data set
+    dataset = argv[:2] if "mnist" in argv else []
+    assert cli.augmentation(cli.build_parser().parse_args(["fit", "--model", "hcrl", *dataset])) == (None, 0.0)
+
+
+def test_augment_needs_an_image_dataset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["fit", "--dataset", "20newsgroups", "--data-home", str(tmp_path), "--augment", "affine",
+                  "--out", str(tmp_path / "out")])
+    assert excinfo.value.code == 2
+    assert "--augment affine needs images" in capsys.readouterr().err
 
 
 def test_build_model_keeps_the_model_defaults_unless_given():

@@ -192,3 +192,34 @@ def test_ward_tree_and_vae_embedding(baselines):
     assert Z_train.shape == (40, 3) and Z_test.shape == (20, 3) and np.all(np.isfinite(Z_test))
     again = baselines.vae_embedding(X[:40], X[40:], n_epochs=2, latent_dim=3, batch_size=16, random_state=0)
     np.testing.assert_allclose(again[1], Z_test, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_consistency_against_brute_force(baselines, seed):
+    from sk_hierclust import ClusterTree
+
+    rng = np.random.RandomState(seed)
+    n_nodes = rng.randint(3, 12)
+    parent = np.array([-1] + [rng.randint(0, v) for v in range(1, n_nodes)])
+    tree = ClusterTree(parent)
+    nodes, y = rng.randint(0, n_nodes, 80), rng.randint(0, 4, 80)  # samples at internal nodes too
+
+    def under(v):  # the samples in v's subtree
+        return np.array([v in [s, *tree.ancestors(s)] for s in nodes])
+
+    expected = {}
+    for depth in range(3):
+        kept = largest = total = 0
+        for v in np.flatnonzero((tree.depth == depth) & ~tree.is_leaf):
+            if not under(v).any():
+                continue
+            parts = [nodes == v] + [under(c) for c in np.flatnonzero(parent == v)]
+            kept += sum(max(np.sum(p & (y == c)) for p in parts) for c in range(4))
+            largest += max(p.sum() for p in parts)
+            total += under(v).sum()
+        if total:
+            expected[depth] = (kept / total, largest / total)
+    got = baselines.split_consistency(y, tree, nodes)
+    assert got.keys() == expected.keys()
+    for depth, value in expected.items():
+        assert got[depth] == pytest.approx(value)
