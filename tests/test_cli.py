@@ -169,12 +169,13 @@ def test_invalid_parameters_are_usage_errors_before_loading(argv, message, tmp_p
     assert not out.exists()
 
 
-def test_conv_encoder_needs_an_image_dataset(tmp_path, capsys):
+@pytest.mark.parametrize("option", [["--encoder", "conv"], ["--augment", "affine"]])
+def test_image_options_need_an_image_dataset(option, tmp_path, capsys):
     with pytest.raises(SystemExit) as excinfo:
-        cli.main(["fit", "--dataset", "20newsgroups", "--data-home", str(tmp_path), "--encoder", "conv",
+        cli.main(["fit", "--dataset", "20newsgroups", "--data-home", str(tmp_path), *option,
                   "--out", str(tmp_path / "out")])
     assert excinfo.value.code == 2
-    assert "--encoder conv needs images" in capsys.readouterr().err
+    assert f"{' '.join(option)} needs images" in capsys.readouterr().err
 
 
 def test_cuda_without_cuda_is_a_usage_error(tmp_path, capsys, monkeypatch):
@@ -310,14 +311,6 @@ def test_augmentation_defaults_and_options(argv, expected):
     # other models take no augmentation, on any data set
     dataset = argv[:2] if "mnist" in argv else []
     assert cli.augmentation(cli.build_parser().parse_args(["fit", "--model", "hcrl", *dataset])) == (None, 0.0)
-
-
-def test_augment_needs_an_image_dataset(tmp_path, capsys):
-    with pytest.raises(SystemExit) as excinfo:
-        cli.main(["fit", "--dataset", "20newsgroups", "--data-home", str(tmp_path), "--augment", "affine",
-                  "--out", str(tmp_path / "out")])
-    assert excinfo.value.code == 2
-    assert "--augment affine needs images" in capsys.readouterr().err
 
 
 def test_build_model_keeps_the_model_defaults_unless_given():
