@@ -6,7 +6,9 @@ the same run: Ward linkage (scipy) on the raw test features, and "VAE + Ward": a
 with the package's encoder (``_baselines.vae_embedding``), trained for as many passes over the
 training data as TreeVAE's fit made (its growth epochs on subsets count by their size), Ward
 on its test embeddings. Baselines are cut at 20 leaves for DP/LP and 10 for ACC/NMI (images), 30 and 20
-(20 Newsgroups). With several seeds, a mean ± std table follows.
+(20 Newsgroups). With several seeds, a mean ± std table follows. Each seed also prints the
+split consistency and balance by depth of the test trees (``_baselines.split_consistency``):
+where a tree's dendrogram purity is lost.
 
 Usage::
 
