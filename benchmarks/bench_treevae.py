@@ -302,13 +302,14 @@ def run_seed(args, settings, data, seed, raw_ward):
     print(f"seed {seed}: fit {model.fit_time_:.0f} s wall, {fit_cpu:.0f} s CPU; "
           f"{len(model.tree_.label_to_node)} non-empty leaves, tree depth {model.tree_.max_depth}; "
           f"test ELBO {model.score(X_test):.1f} nats", flush=True)
+    test_nodes = model.apply(X_test)
     rows = {"TreeVAE train": hierarchy_scores(y_train, model.tree_, model.apply(X_train), model.predict(X_train)),
-            "TreeVAE test": hierarchy_scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test))}
+            "TreeVAE test": hierarchy_scores(y_test, model.tree_, test_nodes, model.predict(X_test))}
     vae_epochs = full_data_epochs(model, X_train.shape[0])
     vae_rows, vae_consistency, vae_s = vae_ward_rows(X_train, X_test, y_test, settings, vae_epochs, seed)
     rows.update(raw_ward[0])
     rows.update(vae_rows)
-    consistency = {"TreeVAE test": _baselines.split_consistency(y_test, model.tree_, model.apply(X_test)),
+    consistency = {"TreeVAE test": _baselines.split_consistency(y_test, model.tree_, test_nodes),
                    **raw_ward[1], **vae_consistency}
     print(f"seed {seed}: splits by depth, consistency / balance (share of a node's test samples in the child "
           "holding most of their class / in its largest child):")

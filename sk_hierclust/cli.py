@@ -614,8 +614,7 @@ def fit_command(parser, args):
     params = model.get_params()
     if _needs_image_shape(params["encoder"], params.get("augment")):
         model.set_params(input_shape=_image_shape(X_train.shape[1]))
-    augment, contrastive_weight = augmentation(args)
-    shown = {**epochs, **({"augment": augment, "contrastive_weight": contrastive_weight} if augment else {})}
+    shown = {**epochs, **({k: params[k] for k in ("augment", "contrastive_weight")} if params.get("augment") else {})}
     print(f"Fitting {args.model} on {args.dataset}: {X_train.shape[0]} samples, "
           f"{X_train.shape[1]} features, " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
     seconds = fit_model(model, X_train)
