@@ -112,6 +112,10 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
 
     A fitted model keeps no optimizer state (every training phase starts a fresh Adam, and
     ``fit`` always trains from scratch), so it pickles at about the size of its parameters.
+    Adam runs fused (``torch.optim.Adam(fused=True)``: one kernel for every parameter, on the
+    CPU as on CUDA): the same update rule, to float rounding, at a fraction of the cost of
+    one update per parameter tensor (on one CPU thread, an MLP TreeVAE of 10 leaves spends a
+    fifth of its training step in a per-tensor Adam).
 
     Devices: a model fitted on ``device="cuda"`` unpickles on a machine without CUDA (or
     with fewer GPUs) on ``"cpu"`` (``"cuda:0"``), with a ``skorch.exceptions.DeviceWarning``,
@@ -309,7 +313,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
             yield seed
 
     def _make_net(self, module, seed):
-        """The skorch net that trains ``module`` (Adam, no validation split, shuffled seeded batches)."""
+        """The skorch net that trains ``module`` (fused Adam, no validation split, shuffled seeded batches)."""
         callbacks = list(self._model_callbacks(seed))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
@@ -318,6 +322,7 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
             optimizer=torch.optim.Adam,
             lr=self.lr,
             optimizer__weight_decay=self.weight_decay,
+            optimizer__fused=True,
             batch_size=self.batch_size,
             max_epochs=0,
             train_split=None,
