@@ -78,9 +78,10 @@ DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv", "2
 
 #: TreeVAE's default ``--augment`` per data set (its contrastive extension, Manduchi et al.
 #: 2023, §2.6); the other data sets train without augmentation. On digits (20/10/15
-#: epochs, one thread, seeds 0-3) it raised the training-set dendrogram purity from
-#: 0.631 ± 0.067 to 0.736 ± 0.029 and the leaf purity from 0.770 to 0.869; on 10,000 MNIST
-#: images with short schedules it lowered the dendrogram purity (0.257 to 0.179).
+#: epochs, one thread) it raised the training-set dendrogram purity from 0.631 ± 0.067 to
+#: 0.736 ± 0.029 and the leaf purity from 0.770 to 0.869 on seeds 0-3 (0.699 ± 0.051 and
+#: 0.829 over seeds 0-7 with fused Adam); on 10,000 MNIST images with short schedules it
+#: lowered the dendrogram purity (0.257 to 0.179).
 DEFAULT_AUGMENT = {"digits": "affine"}
 
 #: Default ``--contrastive-weight`` with ``--augment affine``: of the weights 1, 3, 10, 30 and
