@@ -29,6 +29,7 @@ of ``n`` images when ``--n-train`` limits them), 20 epochs, lr 5e-4, batch 32, t
 ``history_``'s ``dur``), the fit's wall and CPU seconds (``time.process_time``), the
 validation ELBO term (``score``, mean per sample) and the test-set columns, then their mean
 and standard deviation over the seeds, with VAE+HKM and VAE+RGMM on each HTVAE's embeddings
+and Ward linkage on the raw test images cut to as many leaves as the finest map has codes
 (``--must-link also|only``: HTVAE with must-link pairs too, or alone; ``--somvae``: SOM-VAE)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_htvae.py --protocol paper --seeds 0 1 2
@@ -38,7 +39,9 @@ Target (issue 5): HTVAE >= SOM-VAE (M=1) and VAE+HKM on LP and NMI.
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -48,6 +51,9 @@ from sklearn.mixture import GaussianMixture
 from sk_hierclust import HTVAE, ClusterTree
 from sk_hierclust.datasets import FASHION_MNIST_CLASS_NODE, FASHION_MNIST_HIERARCHY, load_dataset
 from sk_hierclust.metrics import cluster_accuracy, dendrogram_purity, leaf_purity, tree_distance_error
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _baselines import ward_tree  # noqa: E402
 
 
 class RecursiveClustering:
@@ -173,8 +179,14 @@ def run_paper(args):
                 print(f"  must-link: {len(pairs)} pairs ({args.must_link_fraction:.0%} of the same-class pairs)",
                       flush=True)
                 fit("HTVAE + must-link", seed, X_all[train], must_link=pairs, X_val=X_all[val])
-        print(f"\n{dataset} (test set; val score on the held-out validation images; baselines on HTVAE's "
-              f"embeddings), {len(args.seeds)} seed(s): mean (std)")
+        n_codes = int(np.prod(PAPER["map_shapes"][0]))
+        tree, nodes = ward_tree(X_test, n_codes)
+        row = scores(y_test, tree, nodes, tree.node_to_label[nodes], fashion)
+        results[f"Ward ({n_codes}, raw)"] = [[np.nan, np.nan, *row.values()]]
+        print(f"  Ward on the raw test images, {n_codes} leaves: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()),
+              flush=True)
+        print(f"\n{dataset} (test set; val score on the held-out validation images; VAE+HKM / VAE+RGMM on "
+              f"HTVAE's embeddings, Ward on the raw images), {len(args.seeds)} seed(s): mean (std)")
         print(f"{'':20s}" + "".join(f"{k:>18s}" for k in columns))
         for name, rows in results.items():
             rows = np.asarray(rows)
