@@ -114,8 +114,8 @@ class BaseDeepClusterer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
     ``fit`` always trains from scratch), so it pickles at about the size of its parameters.
     Adam runs fused (``torch.optim.Adam(fused=True)``: one kernel for every parameter, on the
     CPU as on CUDA): the same update rule, to float rounding, at a fraction of the cost of
-    one update per parameter tensor (on one CPU thread, an MLP TreeVAE of 10 leaves spends a
-    fifth of its training step in a per-tensor Adam).
+    one update per parameter tensor (on one CPU thread, a 60,000-image epoch of an MLP
+    TreeVAE with 20 leaves takes 55 s instead of 75 s).
 
     Devices: a model fitted on ``device="cuda"`` unpickles on a machine without CUDA (or
     with fewer GPUs) on ``"cpu"`` (``"cuda:0"``), with a ``skorch.exceptions.DeviceWarning``,
