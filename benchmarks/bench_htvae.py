@@ -119,6 +119,11 @@ def scores(y, tree, nodes, labels, fashion):
     return row
 
 
+def _format(row):
+    """``"LP 0.864, NMI 0.580, ..."``: one printed row of :func:`scores` columns."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in row.items())
+
+
 PAPER = dict(n_epochs=20, lr=5e-4, batch_size=32, n_val=600, map_shapes=((8, 8), (4, 4), (2, 2)))
 
 
@@ -155,7 +160,7 @@ def run_paper(args):
             row = scores(y_test, model.tree_, model.apply(X_test), model.predict(X_test), fashion)
             results.setdefault(name, []).append([per_epoch, val_score, *row.values()])
             print(f"  seed {seed}, {name}: {per_epoch:.1f} s per epoch ({model.fit_time_:.0f} s fit, {cpu:.0f} s CPU), "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in zip(columns[1:], results[name][-1][1:])), flush=True)
+                  + _format(dict(zip(columns[1:], results[name][-1][1:]))), flush=True)
             return model
 
         for seed in args.seeds:
@@ -171,7 +176,7 @@ def run_paper(args):
                     nodes = rec.apply(Z_test)
                     row = scores(y_test, rec.tree_, nodes, rec.tree_.node_to_label[nodes], fashion)
                     results.setdefault(name, []).append([np.nan, np.nan, *row.values()])
-                    print(f"  seed {seed}, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+                    print(f"  seed {seed}, {name}: " + _format(row), flush=True)
             if args.somvae:
                 fit("SOM-VAE (8x8)", seed, X_all[train], map_shapes=((8, 8),), X_val=X_all[val])
             if args.must_link != "off":
@@ -183,8 +188,7 @@ def run_paper(args):
         tree, nodes = ward_tree(X_test, n_codes)
         row = scores(y_test, tree, nodes, tree.node_to_label[nodes], fashion)
         results[f"Ward ({n_codes}, raw)"] = [[np.nan, np.nan, *row.values()]]
-        print(f"  Ward on the raw test images, {n_codes} leaves: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()),
-              flush=True)
+        print(f"  Ward on the raw test images, {n_codes} leaves: " + _format(row), flush=True)
         print(f"\n{dataset} (test set; val score on the held-out validation images; VAE+HKM / VAE+RGMM on "
               f"HTVAE's embeddings, Ward on the raw images), {len(args.seeds)} seed(s): mean (std)")
         print(f"{'':20s}" + "".join(f"{k:>18s}" for k in columns))
