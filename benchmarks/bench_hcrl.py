@@ -18,10 +18,18 @@ test set, next to
   two-stage pipeline;
 * Ward (scipy) on the raw test inputs, cut to ``--max-leaves`` and to the number of classes.
 
+On 20 Newsgroups the HCRL models and the VAE get the TF-IDF rows times ``sqrt(n_features)``
+(entries of mean square 1) and a Gaussian likelihood: on the raw rows (norm 1) the Bernoulli
+or unit-variance Gaussian likelihood carries so little information that the VAE's posterior
+collapses. HKM and Ward see the raw rows (a global scale does not change their trees).
+``--posteriors`` fits each model with the joint ``q(path, level | x)`` (the default) and/or
+the paper's mean field (rows tagged "MF").
+
 The recursive baselines are cut to ``--max-leaves`` leaves (largest leaf split first).
-Columns: dendrogram purity (DP, on ``apply``: HCRL's samples may sit at internal nodes),
-leaf purity (LP), cluster accuracy (ACC), NMI (on ``predict``), the hierarchical F-score (HF,
-20 Newsgroups only: its 4-level newsgroup hierarchy of the test documents, 7/16/20 classes),
+Columns: dendrogram purity (DP, on ``apply``: HCRL's samples may sit at internal nodes;
+"DP leaf" with every sample at its ``predict`` leaf), leaf purity (LP), cluster accuracy
+(ACC), NMI (on ``predict``), the hierarchical F-score (HF, 20 Newsgroups only: its 4-level
+newsgroup hierarchy of the test documents, 7/16/20 classes),
 the importance-sampled test NLL (MNIST only, ``-log_likelihood(X).mean()``), the leaves of
 the tree, the used paths (leaves predicted for at least 1% of the test samples) and the CPU
 seconds of the fit (``time.process_time``, one torch thread). Per HCRL model it also prints
@@ -57,9 +65,9 @@ from _baselines import hkm_tree, rgmm_tree, score_row, timed, vae_embedding, war
 
 from sk_hierclust import HCRL  # noqa: E402
 from sk_hierclust.datasets import load_20newsgroups, load_dataset  # noqa: E402
-from sk_hierclust.metrics import hierarchical_f_score  # noqa: E402
+from sk_hierclust.metrics import dendrogram_purity, hierarchical_f_score  # noqa: E402
 
-COLUMNS = ("DP", "LP", "ACC", "NMI", "HF", "NLL", "leaves", "used", "fit s")
+COLUMNS = ("DP", "DP leaf", "LP", "ACC", "NMI", "HF", "NLL", "leaves", "used", "fit s")
 USED_SHARE = 0.01  # a leaf predicted for this share of the test samples is a used path
 HISTORY_KEYS = ("path_entropy", "n_used_paths", "internal_fraction")
 HKM_MAX_DEPTH = 8  # depth cap of the recursive baselines (they stop at --max-leaves leaves)
@@ -111,6 +119,7 @@ def row_of(name, y, tree, nodes, labels, fit_s, levels):
     row = score_row(name, y, tree, nodes, fit_s if fit_s is not None else np.nan, labels=labels)
     row["fit s"] = fit_s
     row["used"] = used_paths(labels)
+    row["DP leaf"] = dendrogram_purity(y, tree, tree.label_to_node[np.asarray(labels)])
     if levels is not None:
         row["HF"] = hierarchical_f_score(levels, tree, nodes)
     return row
@@ -249,7 +258,10 @@ def main(argv=None):
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 3],
                         help="HCRL max_depth values (root = 0; 2 is the paper's depth 3, 3 its depth 4)")
     parser.add_argument("--models", nargs="+", default=["HCRL1", "HCRL2"], choices=["HCRL1", "HCRL2"])
+    parser.add_argument("--posteriors", nargs="+", default=["joint"], choices=["joint", "mean_field"],
+                        help="HCRL's q(path, level | x): joint, and/or the paper's mean field (rows 'MF')")
     parser.add_argument("--max-leaves", type=int, default=20)
+    parser.add_argument("--alpha", type=float, default=1.0, help="HCRL's Dirichlet parameter of the level proportion")
     parser.add_argument("--nll-samples", type=int, default=100,
                         help="importance samples of the MNIST test NLL (0: skip)")
     parser.add_argument("--vae-epochs", type=int, default=30, help="epochs of the VAE baseline's VAE")
@@ -273,43 +285,48 @@ def main(argv=None):
     for dataset in args.datasets:
         X_train, y_train, X_test, y_test, levels = load(dataset, args.data_home, args.n_train, args.n_test,
                                                         args.seed)
+        scale = np.sqrt(X_train.shape[1]) if dataset == "20newsgroups" else 1.0
+        Xs_train, Xs_test = (X * np.float32(scale) for X in (X_train, X_test))  # the HCRL and VAE inputs
         n_classes = len(np.unique(y_train))
         nll = args.nll_samples if dataset in ("mnist", "fashion_mnist") else 0
         emit(f"\n=== {dataset}: train {X_train.shape}, test {X_test.shape}, {n_classes} classes, max "
              f"{args.max_leaves} leaves, HCRL epochs {tuple(args.epochs)}, seed {args.seed} ===")
         rows, spreads = {}, {}
-        for depth in args.depths:
-            for name in args.models:
-                level = "global" if name == "HCRL1" else "local"
-                tag = f"{name} d{depth}"
-                snap = InitialTreeSnapshot()
-                model = HCRL(max_depth=depth, max_leaves=args.max_leaves, level_proportion=level,
-                             n_epochs_pretrain=args.epochs[0], n_epochs=args.epochs[1], batch_size=args.batch_size,
-                             verbose=args.verbose, random_state=args.seed, callbacks=[("initial_tree", snap)])
-                emit(f"fitting {tag} (max_depth={depth}, {depth + 1} levels) ...")
-                _, fit_s = timed(model.fit, X_train)
-                start = time.perf_counter()
-                rows[tag] = hcrl_row(tag, model, X_test, y_test, levels, nll, fit_s)
-                init = initial_model(model, snap.module_, X_train)
-                rows[f"{tag} initial"] = hcrl_row(f"{tag} initial", init, X_test, y_test, levels, nll, None)
-                emit(f"  fit {fit_s:.0f} CPU s; tree {model.tree_!r}; initial tree {init.tree_!r}")
-                emit(f"  history (first -> last training epoch): {history_summary(model)}")
-                if level == "local":
-                    text, spreads[tag] = eta_spread(model, X_test)
-                    emit(text)
-                emit(f"  scored in {time.perf_counter() - start:.0f} s; wall so far "
-                     f"{time.perf_counter() - wall:.0f} s")
+        for depth, posterior, name in ((d, p, n) for d in args.depths for p in args.posteriors for n in args.models):
+            level = "global" if name == "HCRL1" else "local"
+            tag = f"{name} d{depth}" + (" MF" if posterior == "mean_field" else "")
+            snap = InitialTreeSnapshot()
+            model = HCRL(max_depth=depth, max_leaves=args.max_leaves, level_proportion=level, posterior=posterior,
+                         alpha=args.alpha,
+                         likelihood="gaussian" if scale != 1 else "auto", n_epochs_pretrain=args.epochs[0],
+                         n_epochs=args.epochs[1], batch_size=args.batch_size, verbose=args.verbose,
+                         random_state=args.seed, callbacks=[("initial_tree", snap)])
+            emit(f"fitting {tag} (max_depth={depth}, {depth + 1} levels, posterior={posterior}) ...")
+            _, fit_s = timed(model.fit, Xs_train)
+            start = time.perf_counter()
+            rows[tag] = hcrl_row(tag, model, Xs_test, y_test, levels, nll, fit_s)
+            init = initial_model(model, snap.module_, Xs_train)
+            rows[f"{tag} initial"] = hcrl_row(f"{tag} initial", init, Xs_test, y_test, levels, nll, None)
+            emit(f"  fit {fit_s:.0f} CPU s; tree {model.tree_!r}; initial tree {init.tree_!r}")
+            emit(f"  history (first -> last training epoch): {history_summary(model)}")
+            if level == "local":
+                text, spreads[tag] = eta_spread(model, Xs_test)
+                emit(text)
+            emit(format_table({tag: rows[tag], f"{tag} initial": rows[f"{tag} initial"]}))
+            emit(f"  scored in {time.perf_counter() - start:.0f} s; wall so far {time.perf_counter() - wall:.0f} s")
         if not args.no_baselines:
             emit("HKM on the raw test features ...")
             (tree, nodes), s = timed(hkm_tree, X_test, HKM_MAX_DEPTH, args.seed, n_leaves=args.max_leaves)
             rows["HKM (raw)"] = row_of("HKM (raw)", y_test, tree, nodes, tree.node_to_label[nodes], s, levels)
             emit(f"VAE ({args.vae_epochs} epochs) on the training set, then recursive k-means / GMM of the test "
                  "embeddings ...")
-            (_, Z_test), vae_s = timed(vae_embedding, X_train, X_test, n_epochs=args.vae_epochs, latent_dim=10,
-                                       encoder="mlp", batch_size=256, random_state=args.seed)
+            (_, Z_test), vae_s = timed(vae_embedding, Xs_train, Xs_test, n_epochs=args.vae_epochs, latent_dim=10,
+                                       encoder="mlp", batch_size=256, random_state=args.seed,
+                                       likelihood="gaussian" if scale != 1 else "auto")
             for name, fn in (("VAE + rec. k-means", hkm_tree), ("VAE + rec. GMM", rgmm_tree)):
                 (tree, nodes), s = timed(fn, Z_test, HKM_MAX_DEPTH, args.seed, n_leaves=args.max_leaves)
                 rows[name] = row_of(name, y_test, tree, nodes, tree.node_to_label[nodes], vae_s + s, levels)
+                emit(format_table({name: rows[name]}))
             emit("Ward on the raw test inputs ...")
             leaves = sorted({args.max_leaves, n_classes}, reverse=True)
             cuts, s = timed(ward_tree, X_test, leaves)
@@ -318,7 +335,7 @@ def main(argv=None):
                                                    tree.node_to_label[nodes], s, levels)
         emit()
         emit(format_table(rows))
-        emit(f"(test set; DP on apply, LP/ACC/NMI on predict; HF = hierarchical F-score on the "
+        emit(f"(test set; DP on apply, DP leaf and LP/ACC/NMI on predict; HF = hierarchical F-score on the "
              f"{'7/16/20-class hierarchy' if levels is not None else '-'}; NLL = -mean IS log p(x), {nll} samples; "
              f"used = leaves predicted for >= {USED_SHARE:.0%} of the test samples; fit s = CPU s, 1 thread; "
              "'initial' = the same run's tree after pre-training + k-means initialisation; the baselines' fit s "

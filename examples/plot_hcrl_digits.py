@@ -39,15 +39,16 @@ print(X.shape, X.min(), X.max())
 # %%
 # Fit HCRL2
 # ---------
-# The autoencoder is first pre-trained without the prior, the initial tree
-# comes from recursive k-means of the embeddings, then the model is trained
-# with the nested-CRP prior while the tree changes (GROW / PRUNE / MERGE).
+# The encoder and decoder are first pre-trained as a plain VAE, the initial
+# tree comes from recursive k-means of the embeddings, then the model is
+# trained with the nested-CRP prior while the tree changes (GROW / PRUNE /
+# MERGE); the node Gaussians and the sticks follow in closed form.
 # ``max_depth`` is the depth of the leaves (the root has depth 0), so the
 # tree below has 3 levels; ``history_`` records each epoch's tree event.
 model = HCRL(
     max_depth=2,
     max_leaves=12,
-    init_branching=3,  # the initial k-means tree: 3 x 3 = 9 leaves, room to GROW up to 12
+    init_branching=3,  # the initial k-means tree: 3 x 3 = 9 leaves, the most within max_leaves
     level_proportion="local",  # HCRL2; "global" is HCRL1
     n_epochs_pretrain=10,
     n_epochs=5,

@@ -420,24 +420,3 @@ class PhaseProgressBar(ProgressBar):
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
         self.pbar_.set_description(f"{net.phase} epoch {len(net.history) - self.first_epoch_}")
-
-
-def reset_optimizer_rows(net, params, rows):
-    """Zero the optimizer state (e.g. Adam's moment estimates) of some rows of some parameters.
-
-    A model that reuses parameter rows for new nodes (HCRL's fixed-capacity node slots)
-    calls this so that a new node starts without the momentum of the node it replaces.
-
-    Parameters
-    ----------
-    net : skorch.NeuralNet
-        Initialised net; its ``optimizer_`` state is edited in place.
-    params : iterable of torch.nn.Parameter
-        Parameters whose first dimension indexes the rows.
-    rows : int, sequence of int or index tensor
-        Rows to reset.
-    """
-    for param in params:
-        for value in net.optimizer_.state.get(param, {}).values():
-            if torch.is_tensor(value) and value.dim() > 0:
-                value[rows] = 0
