@@ -30,7 +30,7 @@ QUICK = {**FAST, **QUICK_PARAMS[HCRL]}
 
 # Planted hierarchy (4 blobs in 2 super-clusters), unscaled (the Gaussian likelihood):
 # measured for random_state 0..5, the leaves recover the 4 sub-clusters (accuracy 1.0), the
-# depth-1 nodes the 2 super-clusters, and DP on apply is 0.987-1.0; the tests use seed 0.
+# depth-1 nodes the 2 super-clusters, and DP on apply is 1.0; the tests use seed 0.
 # Scaled to [0, 1] (the Bernoulli likelihood, weak on 16 continuous features) the pre-trained
 # VAE's posterior nearly collapses (KL 0.4-0.8 nats) and the leaves only separate the
 # super-clusters (2 leaves, seeds 0-3).
