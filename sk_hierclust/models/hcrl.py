@@ -667,7 +667,8 @@ class HCRL(BaseDeepClusterer):
        mean and per-dimension variance of its subtree's ``q(z | x)``, its stick at the
        counts of its subtree and of its later siblings' (:meth:`_initial_tree`). A plain
        autoencoder's embeddings gave a worse tree (MNIST, 10,000 training images, 16
-       leaves, test LP of the initial / trained tree 0.65 / 0.68 against 0.75 / 0.79). On
+       leaves, node step 0.05, test LP of the initial / trained tree 0.65 / 0.68 against
+       0.75 / 0.79). On
        data whose likelihood carries little information (a Bernoulli on a few continuous
        features scaled to [0, 1], or on TF-IDF values) the VAE's posterior collapses to its
        prior and the tree with it: use ``likelihood="gaussian"`` on unscaled features, or
@@ -680,7 +681,8 @@ class HCRL(BaseDeepClusterer):
        vanishes). Under the mean field, a sample unsure of its path is also unsure which
        leaf Gaussian to use, which favours the levels above: training pulled samples toward
        the internal nodes and blurred the leaves (MNIST, 10,000 training images: test LP
-       0.75 after the initial tree, 0.70 after training, 4 of 16 leaves pruned; joint: 0.79).
+       0.75 after the initial tree, 0.70 after training, 4 of 16 leaves pruned; joint: 0.79;
+       node step 0.05).
     3. **E[log eta].** The logistic normal has no closed form: one reparameterised draw per
        sample in training, its mean at inference (deterministic predictions).
     4. **Inner paths** use their last node's Gaussian for the levels below it (the new
@@ -714,8 +716,8 @@ class HCRL(BaseDeepClusterer):
        ``tree_``. :meth:`apply` puts a sample at that path's node of its most probable level.
     10. **Node Gaussians and sticks** are not trained by gradient (with Adam at a learning
         rate of 1e-3 they lagged behind the encoder and training lost leaves: MNIST test LP
-        0.72 → 0.55 with the mean field). Each batch updates their running sufficient statistics and sets them
-        to the ELBO's maximiser given those (:meth:`HCRLModule.update_globals`, stochastic
+        0.72 → 0.55 with the mean field). Each batch updates their running sufficient
+        statistics and sets them to the ELBO's maximiser given those (:meth:`HCRLModule.update_globals`, stochastic
         variational inference with step ``NODE_STEP = 0.02``; MNIST, 10,000 training images,
         test LP after training with steps 0.2 / 0.05 / 0.02 / 0.01: 0.63 / 0.79 / 0.81 / 0.81,
         and 0.73 / 0.78 / 0.78 on digits with 0.05 / 0.02 / 0.01).
