@@ -263,15 +263,19 @@ def test_joint_update_is_the_argmax_of_the_elbo_over_all_pairs(seed):
 
 
 def global_elbo(module, q, mean, var, node_mean, node_logvar, log_a, log_b):
-    """The ELBO's terms in the node Gaussians and the sticks, summed over the samples of ``q``."""
-    ell = expected_gaussian_loglik(mean, var, node_mean, node_logvar)[:, module.paths]
-    a, b = log_a.exp(), log_b.exp()
-    elog_v = torch.digamma(a) - torch.digamma(a + b)
-    elog_1mv = torch.digamma(b) - torch.digamma(a + b)
-    elog_prior = (module.path_nodes @ (elog_v + module.sib_before @ elog_1mv) + module.inner_children @ elog_1mv
-                  + module.n_new * module.elog_new_stick)
-    kl_v = (kl_beta(a, b, 1.0, module.gamma) * module.has_stick).sum()
-    return (q * ell).sum() + (q.sum(2) * elog_prior).sum() - kl_v
+    """The ELBO's terms in the node Gaussians and the sticks, summed over the samples of ``q``.
+
+    Evaluated by the module's own ``path_log_prior`` (tested above) with the sticks swapped in.
+    """
+    saved = module.stick_log_a, module.stick_log_b
+    module.stick_log_a, module.stick_log_b = log_a, log_b
+    try:
+        ell = expected_gaussian_loglik(mean, var, node_mean, node_logvar)[:, module.paths]
+        a, b = module.sticks()
+        kl_v = (kl_beta(a, b, 1.0, module.gamma) * module.has_stick).sum()
+        return (q * ell).sum() + (q.sum(2) * module.path_log_prior()).sum() - kl_v
+    finally:
+        module.stick_log_a, module.stick_log_b = saved
 
 
 @pytest.mark.parametrize("seed", [0, 1])
