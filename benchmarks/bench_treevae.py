@@ -291,8 +291,8 @@ def run_seed(args, settings, data, seed, raw_ward):
                     latent_dim=settings["latent_dim"], n_epochs_initial=args.epochs[0], n_epochs_grow=args.epochs[1],
                     n_epochs=args.epochs[2], encoder=args.encoder or settings["encoder"],
                     input_shape=settings["input_shape"], augment=args.augment,
-                    contrastive_weight=args.contrastive_weight, device=args.device,
-                    verbose=args.verbose, random_state=seed)
+                    contrastive_weight=args.contrastive_weight, split_decoders=args.split_decoders,
+                    device=args.device, verbose=args.verbose, random_state=seed)
     print(f"seed {seed}: fitting {model!r} on {X_train.shape[0]} {args.dataset} samples ...", flush=True)
     start = time.process_time()
     model.fit(X_train)
@@ -341,6 +341,8 @@ def main(argv=None):
                         help="default: conv (images), mlp (20newsgroups)")
     parser.add_argument("--augment", default=None, choices=["affine"])
     parser.add_argument("--contrastive-weight", type=float, default=0.0)
+    parser.add_argument("--split-decoders", default="copy", choices=["copy", "fresh"],
+                        help="decoders of a split leaf's children: copies of its own (default) or new (authors')")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -46,14 +46,18 @@ FAST = FAST_PARAMS[TreeVAE]
 # Planted hierarchy: the fit of the module-scoped ``planted_model``. Its growth phases
 # (8 epochs each) train on about 150 samples; one epoch of fine-tuning (``n_epochs=1``), so
 # that the leaves are the ones the growth phases made. Measured for random_state 0..11 (one
-# thread, fused Adam): the root separates the two super-clusters for seeds 1, 3, 4, 5, 7, 10
-# (partly) and 11, and the leaves recover the four sub-clusters (accuracy >= 0.97) for seeds
-# 0, 2, 4, 6, 7, 8, 9 and 11; both hold for seeds 4, 7 and 11 only. (With the per-parameter
-# Adam of earlier versions both held for seeds 1, 3, 4 and 7: which seeds recover depends on
-# float rounding.) So this budget recovers the planted tree for about a third of the seeds;
-# the tests use seed 4, which recovers it under both Adam implementations.
+# thread, fused Adam), with the split leaf's children starting from copies of its decoder
+# (``split_decoders="copy"``, the default): the root separates the two super-clusters for
+# seeds 1, 3, 4, 5, 7, 10, 11 and the leaves recover the four sub-clusters (accuracy >= 0.9)
+# for seeds 0, 2, 3, 5, 6, 9, 11; both hold for seeds 3, 5 and 11. With fresh decoders
+# (``"fresh"``) both hold for seeds 4, 7 and 11. Where the root is right the growth is not
+# what fails: in seeds 1, 3 and 5 (fresh decoders) the grown tree is exact (DP 1.0) and the
+# one epoch of fine-tuning merges two sibling leaves (seed 1 with 20 fine-tuning epochs: the
+# decision KL falls from 0.91 to 0.56 nats, the negative ELBO only from 8.99 to 8.84). So
+# this budget recovers the planted tree for about a quarter of the seeds; the tests use
+# seed 11, which recovers it with both kinds of decoders.
 PLANTED_PARAMS = dict(max_leaves=4, max_depth=2, latent_dim=8, n_epochs_initial=6, n_epochs_grow=8,
-                      n_epochs=1, batch_size=16, lr=2e-3, random_state=4)
+                      n_epochs=1, batch_size=16, lr=2e-3, random_state=11)
 
 
 @pytest.fixture(scope="module")
@@ -589,8 +593,8 @@ def test_default_fit_is_the_cpu_schedule(tiny):
     assert strip == [{k: v for k, v in row.items() if k != "dur"} for row in explicit.history_]
     assert default.schedule_ == dict(n_epochs_initial=1, n_epochs_grow=1, n_epochs_intermediate=0,
                                      intermediate_every=3, n_epochs=1, kl_anneal_epochs=None, kl_start=0.0,
-                                     kl_rate=None, lr_step_epochs=None, lr_step_gamma=0.1, effective_leaf_mass=None,
-                                     kl_clamp=None, kl_rate_finetune=None)
+                                     kl_rate=None, lr_step_epochs=None, lr_step_gamma=0.1, split_decoders="copy",
+                                     effective_leaf_mass=None, kl_clamp=None, kl_rate_finetune=None)
     assert [row["lr"] for row in default.history_] == [1e-3] * len(default.history_)
     assert "lr_step_decay" not in dict(default.net_.callbacks_)
     assert default.net_.module_.projections is None and default.net_.module_.augment is None
@@ -599,11 +603,11 @@ def test_default_fit_is_the_cpu_schedule(tiny):
 def test_schedule_authors_sets_their_recipe():
     """schedule="authors" overrides the epoch, KL and learning-rate parameters; they stay stored verbatim."""
     est = TreeVAE(schedule="authors", n_epochs_initial=2, n_epochs=3, kl_rate=0.5, kl_start=0.3, lr_step_epochs=7,
-                  n_epochs_intermediate=1, intermediate_every=5)
+                  n_epochs_intermediate=1, intermediate_every=5, split_decoders="copy")
     assert est._resolve_schedule() == dict(
         n_epochs_initial=150, n_epochs_grow=150, n_epochs_intermediate=80, intermediate_every=3, n_epochs=200,
         kl_anneal_epochs=None, kl_start=0.0, kl_rate=0.001, lr_step_epochs=100, lr_step_gamma=0.1,
-        effective_leaf_mass=0.01, kl_clamp=(-1.0, 1000.0), kl_rate_finetune=0.01)
+        split_decoders="fresh", effective_leaf_mass=0.01, kl_clamp=(-1.0, 1000.0), kl_rate_finetune=0.01)
     assert est.get_params()["n_epochs"] == 3 and est.get_params()["schedule"] == "authors"
     # and their defaults are ours: lr, weight decay, batch size, latent size, depth
     params = TreeVAE().get_params()
@@ -768,6 +772,33 @@ def test_augment_callable_gets_batches_and_a_generator(tiny):
     model = TreeVAE(augment=jitter, **quick).fit(tiny)  # contrastive_weight 0: one view, augmentation alone
     assert calls == ([(16, True)] * 6 + [(4, True)]) * 2
     assert not any("contrastive" in row for row in model.history_)
+
+
+@pytest.mark.parametrize("decoders", ["copy", "fresh"])
+def test_split_children_decoders(decoders):
+    """"copy": both children decode exactly as the split leaf does and train; "fresh": new decoders."""
+    module = _module(splits=(1,))  # leaves 2, 3, 4 (slots 0, 1, 2)
+    z = torch.as_tensor(np.random.RandomState(0).normal(size=(2, 5, 2)), dtype=torch.float32)
+    module.eval()
+    with torch.no_grad():
+        parent = module.decoders(z[:1], slice(2, 3))  # leaf 4's decoder
+        module.start_split(4, decoders)
+        module.eval()
+        children = module.split.decoders(z[:1].expand(2, -1, -1))
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("split.") for name in trainable)
+    assert all(p.requires_grad for p in module.split.decoders.parameters())
+    if decoders == "copy":
+        assert_array_equal(children[0].numpy(), parent[0].numpy())
+        assert_array_equal(children[1].numpy(), parent[0].numpy())
+        # copies, not views: training a child leaves the parent's decoder as it was
+        before = [p.clone() for p in module.decoders.parameters()]
+        with torch.no_grad():
+            for p in module.split.decoders.parameters():
+                p.add_(1.0)
+        assert all(torch.equal(a, b) for a, b in zip(before, module.decoders.parameters()))
+    else:
+        assert not np.allclose(children[0].numpy(), parent[0].numpy())
 
 
 def test_module_views_and_contrastive_term_of_a_split():
