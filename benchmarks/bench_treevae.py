@@ -341,8 +341,8 @@ def main(argv=None):
                         help="default: conv (images), mlp (20newsgroups)")
     parser.add_argument("--augment", default=None, choices=["affine"])
     parser.add_argument("--contrastive-weight", type=float, default=0.0)
-    parser.add_argument("--split-decoders", default="copy", choices=["copy", "fresh"],
-                        help="decoders of a split leaf's children: copies of its own (default) or new (authors')")
+    parser.add_argument("--split-decoders", default="fresh", choices=["fresh", "copy"],
+                        help="decoders of a split leaf's children: new (default, the authors') or copies of its own")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
