@@ -680,7 +680,7 @@ class TreeVAE(BaseDeepClusterer):
       training images (conv, 10/5/10 epochs, seed 0) copies raised the test ELBO from -173.0
       to -134.8 nats and the test DP / LP from 0.200 / 0.384 to 0.355 / 0.580; on all 60,000
       (30/15/30 epochs, seed 0) they gave the same ELBO (-99.3 against -99.1) but a test DP /
-      LP of 0.270 / 0.328, against 0.591 / 0.665 with fresh decoders in an earlier run.
+      LP of 0.270 / 0.328, against 0.528 / 0.605 with fresh decoders in the same comparison.
     - Batch normalisation inside a node's networks (routers, transformations) uses batch
       statistics weighted by the probability that each sample reaches the node. A node
       trained on its leaf's subset while growing then sees the same population when the
