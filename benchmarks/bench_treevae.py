@@ -292,7 +292,7 @@ def run_seed(args, settings, data, seed, raw_ward):
                     n_epochs=args.epochs[2], encoder=args.encoder or settings["encoder"],
                     input_shape=settings["input_shape"], augment=args.augment,
                     contrastive_weight=args.contrastive_weight, split_decoders=args.split_decoders,
-                    device=args.device, verbose=args.verbose, random_state=seed)
+                    n_split_init=args.n_split_init, device=args.device, verbose=args.verbose, random_state=seed)
     print(f"seed {seed}: fitting {model!r} on {X_train.shape[0]} {args.dataset} samples ...", flush=True)
     start = time.process_time()
     model.fit(X_train)
@@ -343,6 +343,9 @@ def main(argv=None):
     parser.add_argument("--contrastive-weight", type=float, default=0.0)
     parser.add_argument("--split-decoders", default="fresh", choices=["fresh", "copy"],
                         help="decoders of a split leaf's children: new (default, the authors') or copies of its own")
+    parser.add_argument("--n-split-init", type=int, default=TreeVAE().n_split_init, metavar="K",
+                        help="candidate sub-trees trained per split, the lowest negative ELBO kept (default: "
+                             "TreeVAE's, %(default)s)")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

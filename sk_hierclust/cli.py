@@ -61,8 +61,11 @@ N_THUMBNAIL_SAMPLES = 16
 
 #: Default ``--epochs`` per model and data set: the digits runs take a few minutes at
 #: most on 2 CPU cores, the others about their benchmark's (benchmarks/bench_*.py).
+#: TreeVAE on digits: 40/20/30 epochs gave a training-set dendrogram purity of 0.738 ±
+#: 0.029 and a leaf purity of 0.869 ± 0.028 over seeds 0-7 (one thread), against 0.699 ±
+#: 0.051 and 0.829 ± 0.055 with 20/10/15 and 0.740 ± 0.050 with 60/30/45 (seeds 0-5).
 DEFAULT_EPOCHS = {
-    "treevae": {"digits": (20, 10, 15), "mnist": (30, 15, 30), "fashion_mnist": (30, 15, 30),
+    "treevae": {"digits": (40, 20, 30), "mnist": (30, 15, 30), "fashion_mnist": (30, 15, 30),
                 "20newsgroups": (30, 15, 30)},
     "hcrl": {"digits": (20, 30), "mnist": (10, 20), "fashion_mnist": (10, 20), "20newsgroups": (10, 20)},
     "htvae": {"digits": (20,), "mnist": (15,), "fashion_mnist": (15,), "20newsgroups": (15,)},
@@ -77,7 +80,7 @@ DEFAULT_BATCH_SIZE = {"digits": 64, "mnist": 256, "fashion_mnist": 256, "20newsg
 DEFAULT_ENCODER = {"digits": "mlp", "mnist": "conv", "fashion_mnist": "conv", "20newsgroups": "mlp"}
 
 #: TreeVAE's default ``--augment`` per data set (its contrastive extension, Manduchi et al.
-#: 2023, §2.6); the other data sets train without augmentation. On digits (20/10/15
+#: 2023, §2.6); the other data sets train without augmentation. On digits (then 20/10/15
 #: epochs, one thread) it raised the training-set dendrogram purity from 0.631 ± 0.067 to
 #: 0.736 ± 0.029 and the leaf purity from 0.770 to 0.869 on seeds 0-3 (0.699 ± 0.051 and
 #: 0.829 over seeds 0-7 with fused Adam); on 10,000 MNIST images with short schedules it

@@ -20,7 +20,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from sk_hierclust.models.treevae import TreeVAEModule
 from sk_hierclust.nn.encoders import NodeConvDecoder, _ConvTranspose2d, make_node_decoders
-from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, decode_pairs
+from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, decode_pairs, take_nodes
 from sk_hierclust.nn.losses import negative_log_likelihood
 
 IMAGE = (2, 10, 14)  # two channels, odd and even sizes: every output_padding case of the decoder
@@ -137,6 +137,29 @@ def test_packed_pass_equals_per_leaf_reference(kind, likelihood, seed):
 def test_packed_pass_with_either_grouping(kind, groups):
     """Several groups per leaf (pooled statistics) for the MLP, one per leaf for the conv decoder."""
     _assert_same(kind, 5, 0.01, "bernoulli", 3, groups=groups, batch=60)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("training", [True, False])
+def test_grouped_pass_equals_each_group_alone(kind, training):
+    """``n_groups``: row ``g`` is the expected NLL of the ``g``-th group of leaves on its own.
+
+    (The candidate sub-trees of a growth phase: one packed pass for all of them.)
+    """
+    rng = np.random.RandomState(3)
+    n_groups, per_group, batch = 3, 3, 30
+    owner = SimpleNamespace(training=training, leaf_prob_threshold=0.05, likelihood="bernoulli")
+    decoders = _decoders("conv" if kind == "conv" else "mlp", n_groups * per_group, 3).train(training)
+    z = torch.as_tensor(rng.normal(size=(n_groups * per_group, batch, LATENT)))
+    probs = torch.cat([_routing(rng, per_group, batch) for _ in range(n_groups)])  # each group sums to 1
+    x = _data(rng, "bernoulli", batch)
+    rec = TreeVAEModule.expected_nll(owner, x, z, probs, copy.deepcopy(decoders), n_groups=n_groups)
+    assert rec.shape == (n_groups, batch)
+    for g in range(n_groups):
+        rows = list(range(per_group * g, per_group * (g + 1)))
+        alone = TreeVAEModule.expected_nll(owner, x, z[rows], probs[rows], take_nodes(decoders, rows))
+        assert_allclose(rec[g].detach().numpy(), alone.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(rec[0].detach().numpy(), rec[1].detach().numpy())
 
 
 def test_layout_cuts_large_leaves_into_groups():

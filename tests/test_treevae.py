@@ -364,7 +364,7 @@ def test_predict_rejects_nan(fast_model):
 @pytest.mark.parametrize("params", [
     dict(max_leaves=1), dict(max_depth=0), dict(n_epochs_initial=0), dict(n_epochs_grow=-1),
     dict(n_epochs_grow=None), dict(n_epochs=-1), dict(prune_threshold=1.0), dict(leaf_prob_threshold=-0.1),
-    dict(latent_dim=0),
+    dict(latent_dim=0), dict(n_split_init=0),
 ], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
 def test_invalid_params(tiny, params):
     with pytest.raises(InvalidParameterError):
@@ -594,7 +594,7 @@ def test_default_fit_is_the_cpu_schedule(tiny):
     assert default.schedule_ == dict(n_epochs_initial=1, n_epochs_grow=1, n_epochs_intermediate=0,
                                      intermediate_every=3, n_epochs=1, kl_anneal_epochs=None, kl_start=0.0,
                                      kl_rate=None, lr_step_epochs=None, lr_step_gamma=0.1, split_decoders="fresh",
-                                     effective_leaf_mass=None, kl_clamp=None, kl_rate_finetune=None)
+                                     n_split_init=1, effective_leaf_mass=None, kl_clamp=None, kl_rate_finetune=None)
     assert [row["lr"] for row in default.history_] == [1e-3] * len(default.history_)
     assert "lr_step_decay" not in dict(default.net_.callbacks_)
     assert default.net_.module_.projections is None and default.net_.module_.augment is None
@@ -603,11 +603,12 @@ def test_default_fit_is_the_cpu_schedule(tiny):
 def test_schedule_authors_sets_their_recipe():
     """schedule="authors" overrides the epoch, KL and learning-rate parameters; they stay stored verbatim."""
     est = TreeVAE(schedule="authors", n_epochs_initial=2, n_epochs=3, kl_rate=0.5, kl_start=0.3, lr_step_epochs=7,
-                  n_epochs_intermediate=1, intermediate_every=5, split_decoders="copy")
+                  n_epochs_intermediate=1, intermediate_every=5, split_decoders="copy", n_split_init=3)
     assert est._resolve_schedule() == dict(
         n_epochs_initial=150, n_epochs_grow=150, n_epochs_intermediate=80, intermediate_every=3, n_epochs=200,
         kl_anneal_epochs=None, kl_start=0.0, kl_rate=0.001, lr_step_epochs=100, lr_step_gamma=0.1,
-        split_decoders="fresh", effective_leaf_mass=0.01, kl_clamp=(-1.0, 1000.0), kl_rate_finetune=0.01)
+        split_decoders="fresh", n_split_init=1, effective_leaf_mass=0.01, kl_clamp=(-1.0, 1000.0),
+        kl_rate_finetune=0.01)
     assert est.get_params()["n_epochs"] == 3 and est.get_params()["schedule"] == "authors"
     # and their defaults are ours: lr, weight decay, batch size, latent size, depth
     params = TreeVAE().get_params()
@@ -801,8 +802,60 @@ def test_split_children_decoders(decoders):
         assert not np.allclose(children[0].numpy(), parent[0].numpy())
 
 
-def test_module_views_and_contrastive_term_of_a_split():
-    """Two views make 2B rows; while a sub-tree grows the term is NT-Xent of the new router's probabilities."""
+def test_split_candidates_are_independent_sub_trees():
+    """Each candidate sub-tree scores exactly as it would alone; the one kept is what the split commits."""
+    module = _module(splits=(1,))  # leaves 2, 3, 4
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        module.start_split(4, n_candidates=3)
+    module.eval().double()
+    x = torch.as_tensor(np.random.RandomState(0).uniform(size=(7, 6)))
+    with torch.no_grad():
+        terms = module._split_terms(x, module.bottom_up_features(x))
+        nelbo = module.split_candidate_nelbo(x)
+        assert {t.shape for t in terms.values()} == {(3, 7)} and nelbo.shape == (3, 7)
+        assert_allclose(nelbo.numpy(), (terms["rec"] + terms["kl_nodes"] + terms["kl_decisions"]).numpy(),
+                        rtol=1e-12)
+        assert not np.allclose(nelbo[0].numpy(), nelbo[1].numpy())  # independently initialised
+        mean = module(x)
+        for name, term in terms.items():
+            assert_allclose(mean[name].numpy(), term.mean(0).numpy(), rtol=1e-12)
+        for c in range(3):
+            alone = copy.deepcopy(module)
+            alone.keep_split_candidate(c)
+            assert alone.split.n_candidates == 1
+            assert_allclose(alone.split_candidate_nelbo(x).numpy(), nelbo[c:c + 1].numpy(), rtol=1e-12)
+        with pytest.raises(RuntimeError, match="keep one"):
+            module.commit_split()
+        module.keep_split_candidate(2)
+        kept = [p.clone() for p in module.split.decoders.parameters()]
+        module.commit_split()
+    assert module.leaf_slots == [2, 3, 5, 6]
+    for p, q in zip(take_nodes(module.decoders, [2, 3]).parameters(), kept):
+        assert torch.equal(p, q)
+
+
+def test_n_split_init_keeps_the_best_candidate(tiny):
+    """Every growth phase trains n_split_init candidates and keeps the lowest negative ELBO; history_ says so."""
+    model = TreeVAE(max_leaves=4, max_depth=3, hidden_dims=(32, 16), n_split_init=3, prune_threshold=0.0,
+                    **TINY).fit(tiny)
+    assert model.schedule_["n_split_init"] == 3
+    grows = [rows for phase, rows in _phase_runs(model.history_) if phase.startswith("grow")]
+    assert len(grows) == 2
+    for rows in grows:
+        assert all("split_kept" not in row for row in rows[:-1])
+        nelbo = rows[-1]["split_candidates_nelbo"]
+        assert len(nelbo) == 3 and len(set(nelbo)) == 3
+        assert rows[-1]["split_kept"] == int(np.argmin(nelbo))
+    assert model.tree_.n_leaves == 4 and model.net_.module_.split is None
+
+
+@pytest.mark.parametrize("n_candidates", [1, 3])
+def test_module_views_and_contrastive_term_of_a_split(n_candidates):
+    """Two views make 2B rows; while a sub-tree grows the term is NT-Xent of the new router's probabilities.
+
+    With several candidate sub-trees, the mean of their own terms.
+    """
     with torch.random.fork_rng():
         torch.manual_seed(0)
         module = TreeVAEModule(6, 2, 3, "bernoulli", "mlp", hidden_dims=(16, 8), contrastive_heads=True)
@@ -813,14 +866,17 @@ def test_module_views_and_contrastive_term_of_a_split():
     with torch.no_grad():
         terms = module(x)
         assert {t.shape for t in terms.values()} == {(16,)} and "contrastive" in terms
-        module.start_split(1)
+        module.start_split(1, n_candidates=n_candidates)
         module.train()
         terms = module(x)
         views = torch.cat([x, x])
         s = module.split
-        q = torch.sigmoid(s.router_q(module.bottom_up_features(views)[1])).squeeze(-1)
-        probs = torch.cat([1 - q, q]).T
-        expected = 2.0 * nt_xent(probs[:8], probs[8:], 0.3, reduction="none")
+        q = torch.sigmoid(s.router_q(module.bottom_up_features(views)[1])).squeeze(-1)  # (n_candidates, 16)
+        expected = 0.0
+        for c in range(n_candidates):
+            probs = torch.stack([1 - q[c], q[c]], 1)
+            expected = expected + 2.0 * nt_xent(probs[:8], probs[8:], 0.3, reduction="none") / n_candidates
+    assert {t.shape for t in terms.values()} == {(16,)}
     assert_allclose(terms["contrastive"].numpy(), expected.numpy(), rtol=1e-6)
     module.eval()
     with torch.no_grad():
