@@ -733,10 +733,10 @@ class TreeVAE(BaseDeepClusterer):
       (30/15/30 epochs, seed 0) they gave the same ELBO (-99.3 against -99.1) but a test DP /
       LP of 0.270 / 0.328, against 0.528 / 0.605 with fresh decoders in the same comparison.
     - A split's router, trained from one random initialisation, can settle where it cuts a
-      leaf's samples along their style instead of their classes, and the ELBO tells these
-      apart: four initialisations of one split on digits (a leaf of 3s and 9s) reached
-      negative ELBOs of 24.13, 23.70, 24.21 and 24.23 nats, and only the lowest separated
-      the two digits. ``n_split_init`` keeps the best of several initialisations, but over
+      leaf's samples along their style instead of their classes. Four initialisations of one
+      split on digits (seed 2, a leaf of 3s and 9s, in a prototype that retrained the split
+      four times) reached negative ELBOs of 24.13, 23.70, 24.21 and 24.23 nats, and only the
+      lowest separated the two digits. ``n_split_init`` keeps the best of several initialisations, but over
       whole fits it did not help reliably: on digits (the command line's settings, 8
       seeds, training set) DP 0.714 ± 0.051 against 0.699 ± 0.051 with 20/10/15 epochs and
       0.740 ± 0.032 against 0.738 ± 0.029 with 40/20/30 (``n_split_init=4`` against 1);
