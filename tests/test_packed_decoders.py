@@ -149,7 +149,7 @@ def test_grouped_pass_equals_each_group_alone(kind, training):
     rng = np.random.RandomState(3)
     n_groups, per_group, batch = 3, 3, 30
     owner = SimpleNamespace(training=training, leaf_prob_threshold=0.05, likelihood="bernoulli")
-    decoders = _decoders("conv" if kind == "conv" else "mlp", n_groups * per_group, 3).train(training)
+    decoders = _decoders(kind, n_groups * per_group, 3).train(training)
     z = torch.as_tensor(rng.normal(size=(n_groups * per_group, batch, LATENT)))
     probs = torch.cat([_routing(rng, per_group, batch) for _ in range(n_groups)])  # each group sums to 1
     x = _data(rng, "bernoulli", batch)
