@@ -333,8 +333,7 @@ class TreeVAEModule(nn.Module):
 
     def keep_split_candidate(self, candidate):
         """Keep only the growing sub-tree ``candidate`` (see :meth:`start_split`)."""
-        self.split.keep(candidate)
-        self.train(self.training)
+        self.split.keep(candidate)  # the copies keep the training mode of the rows they come from
 
     def commit_split(self):
         """Merge the trained sub-tree into the node stacks (a single candidate, see :meth:`keep_split_candidate`)."""
@@ -736,9 +735,9 @@ class TreeVAE(BaseDeepClusterer):
       leaf's samples along their style instead of their classes. Four initialisations of one
       split on digits (seed 2, a leaf of 3s and 9s, in a prototype that retrained the split
       four times) reached negative ELBOs of 24.13, 23.70, 24.21 and 24.23 nats, and only the
-      lowest separated the two digits. ``n_split_init`` keeps the best of several initialisations, but over
-      whole fits it did not help reliably: on digits (the command line's settings, 8
-      seeds, training set) DP 0.714 ± 0.051 against 0.699 ± 0.051 with 20/10/15 epochs and
+      lowest separated the two digits. ``n_split_init`` keeps the best of several
+      initialisations, but over whole fits it did not help reliably: on digits (the command
+      line's settings, 8 seeds, training set) DP 0.714 ± 0.051 against 0.699 ± 0.051 with 20/10/15 epochs and
       0.740 ± 0.032 against 0.738 ± 0.029 with 40/20/30 (``n_split_init=4`` against 1);
       on 10,000 MNIST training images (conv, 10/5/10 epochs) the test DP / LP went from
       0.200 / 0.384 to 0.172 / 0.266 and the test ELBO from -173.0 to -183.5 for seed 0, but
@@ -945,10 +944,9 @@ class TreeVAE(BaseDeepClusterer):
                  input_shape=None, likelihood="auto", n_epochs_initial=20, n_epochs_grow=20, n_epochs=20,
                  n_epochs_intermediate=0, intermediate_every=3, kl_anneal_epochs=None, kl_start=0.0, kl_rate=None,
                  leaf_prob_threshold=1e-3, prune_threshold=0.01, batch_size=256, lr=1e-3, weight_decay=1e-5,
-                 lr_step_epochs=None, lr_step_gamma=0.1, split_decoders="fresh", n_split_init=1,
-                 schedule="cpu", augment=None,
-                 contrastive_weight=0.0, contrastive_temperature=0.5, device="cpu", verbose=0, callbacks=None,
-                 random_state=None):
+                 lr_step_epochs=None, lr_step_gamma=0.1, split_decoders="fresh", n_split_init=1, schedule="cpu",
+                 augment=None, contrastive_weight=0.0, contrastive_temperature=0.5, device="cpu", verbose=0,
+                 callbacks=None, random_state=None):
         self.max_leaves = max_leaves
         self.max_depth = max_depth
         self.latent_dim = latent_dim
