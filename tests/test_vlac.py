@@ -69,6 +69,7 @@ def test_planted_top_layer_recovers_super_clusters(planted, planted_model):
 
 
 def _tree_separates_super_clusters(model, X, y):
+    """The tree's depth-1 nodes are the two planted super-clusters (DP and accuracy >= 0.95)."""
     tree, nodes = model.tree_, model.apply(X)
     return (dendrogram_purity(y // 2, tree, nodes) >= 0.95
             and cluster_accuracy(y // 2, tree.cut(1)[nodes]) >= 0.95)
