@@ -156,7 +156,9 @@ def _step_flops(module, x):
 
     Counted with every leaf decoding its own pairs in its own call: the arithmetic the step
     needs, whatever padding or grouping the module's own pass adds (and ``FlopCounterMode``
-    counts a grouped convolution's weight gradient as if it were ungrouped).
+    counts a grouped convolution's weight gradient as if it were ungrouped). The node
+    networks are counted as the module runs them: on the pairs above the threshold, each
+    node's padded to the largest node's count at its depth.
     """
     from torch.utils.flop_counter import FlopCounterMode
 

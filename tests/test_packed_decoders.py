@@ -1,4 +1,4 @@
-"""The packed leaf-decoder pass of TreeVAE training against the per-leaf reference.
+"""The packed passes of TreeVAE training (leaf decoders, node networks) against dense references.
 
 In training mode (``leaf_prob_threshold > 0``) every leaf decodes only the samples that
 reach it with probability at least the threshold, its batch-norm statistics being those
@@ -6,7 +6,10 @@ samples' own. ``TreeVAEModule.expected_nll`` does this for all leaves in one pad
 pass (:func:`sk_hierclust.nn.layers.decode_pairs`); the reference below is the former
 implementation, one decoder call per leaf. Both run in float64 on random trees, thresholds,
 decoders and likelihoods, and must give the same loss, gradients and running statistics up
-to rounding.
+to rounding. Likewise each node's routers and posterior networks run only on the samples
+that reach the node with probability at least the threshold
+(:func:`sk_hierclust.nn.layers.apply_to_pairs`); the reference runs them on the whole batch
+with the other samples' batch-norm weights set to 0 and their outputs zeroed.
 """
 
 import copy
@@ -18,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from numpy.testing import assert_allclose, assert_array_equal
 
+from sk_hierclust.models import treevae
 from sk_hierclust.models.treevae import TreeVAEModule
 from sk_hierclust.nn.encoders import NodeConvDecoder, _ConvTranspose2d, make_node_decoders
-from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, decode_pairs, take_nodes
+from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, apply_to_pairs, decode_pairs, take_nodes
 from sk_hierclust.nn.losses import negative_log_likelihood
 
 IMAGE = (2, 10, 14)  # two channels, odd and even sizes: every output_padding case of the decoder
@@ -253,6 +257,79 @@ def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
     _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
     leaf_mask = module.leaf_probabilities(x) >= module.leaf_prob_threshold
     assert leaf_mask.sum() < leaf_mask.numel()  # some pairs were dropped
+
+
+def _dense_masked(net, x, rows, mask, weights=None):
+    """The reference of ``apply_to_pairs``: ``net`` on every pair, unselected pairs weighted 0 and zeroed.
+
+    Contiguous, as ``apply_to_pairs``'s output (``randn_like`` of a tensor computed from it
+    draws its noise in memory order).
+    """
+    if mask is None:
+        return apply_to_pairs(net, x, rows, None, weights)
+    out = net(x, rows) if weights is None else net(x, rows, weights * mask)
+    return (out * mask[..., None]).contiguous()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_pairs_of_a_node_stack_equal_the_masked_dense_pass(shared):
+    """``apply_to_pairs``: outputs, gradients and running statistics of the dense pass with 0 weights."""
+    rng = np.random.RandomState(0)
+    torch.manual_seed(0)
+    net = NodeMLP(5, (4, 6, 3)).double().train()
+    with torch.no_grad():
+        net.norms[0].weight.uniform_(0.5, 1.5)
+        net.norms[0].bias.normal_()
+    reference = copy.deepcopy(net)
+    rows = torch.tensor([3, 0, 4])
+    x = torch.as_tensor(rng.normal(size=(9, 4) if shared else (3, 9, 4))).requires_grad_()
+    weights = torch.as_tensor(rng.uniform(size=(3, 9)))
+    mask = torch.as_tensor(rng.uniform(size=(3, 9)) < 0.5)
+    mask[2] = False  # a node no sample reaches keeps its running statistics
+    grad = torch.as_tensor(rng.normal(size=(3, 9, 3)))
+    out = apply_to_pairs(net, x, rows, mask, weights)
+    expected = _dense_masked(reference, x, rows, mask, weights)
+    assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_array_equal(out.detach().numpy()[~mask.numpy()], 0.0)
+    got = torch.autograd.grad(out, [x, *net.parameters()], grad)
+    ref = torch.autograd.grad(expected, [x, *reference.parameters()], grad)
+    _assert_same_gradients(got, ref, ["x", *(name for name, _ in net.named_parameters())])
+    for (name, b), r in zip(net.named_buffers(), reference.buffers()):
+        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+    assert_array_equal(net.norms[0].running_mean[[1, 2, 4]].numpy(), 0.0)  # node 4 (row 2) unreached
+    assert_array_equal(net.norms[0].running_var[4].numpy(), 1.0)
+
+
+@pytest.mark.parametrize("kind, seed", [("mlp", 0), ("conv", 1)])
+def test_module_node_networks_run_on_the_reached_pairs(kind, seed, monkeypatch):
+    """Whole training pass of random trees: node networks on the reached pairs, as in the masked dense pass."""
+    rng = np.random.RandomState(seed)
+    module = _random_tree_module(kind, "bernoulli", rng.randint(3, 5), seed, 1e-2)
+    reference = copy.deepcopy(module)
+    x = _data(rng, "bernoulli", 48)
+    dropped = []
+
+    def sparse(net, x, rows, mask, weights=None):
+        dropped.append(0 if mask is None else int(mask.numel() - mask.sum()))
+        return apply_to_pairs(net, x, rows, mask, weights)
+
+    results = []
+    for m, fn in ((module, sparse), (reference, _dense_masked)):
+        monkeypatch.setattr(treevae, "apply_to_pairs", fn)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # same reparameterisation noise
+            terms = m(x)
+        loss = sum(t.sum() for t in terms.values())
+        params = [p for p in m.parameters() if p.requires_grad]
+        results.append((terms, torch.autograd.grad(loss, params, allow_unused=True)))
+    (terms, grads), (ref_terms, ref_grads) = results
+    for name in terms:
+        assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
+                        atol=1e-12, err_msg=name)
+    _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
+    for (name, b), r in zip(module.named_buffers(), reference.buffers()):
+        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+    assert max(dropped) > 0  # some node skipped some samples
 
 
 # ---- the building blocks against plain torch ---------------------------------------------

@@ -17,7 +17,16 @@ from .._lazy import take_rows
 from .._skorch import step_lr_scheduler
 from ..nn.augment import RandomAffine
 from ..nn.encoders import make_encoder, make_node_decoders
-from ..nn.layers import NodeLinear, NodeMLP, cat_nodes, decode_pairs, dense_block, put_nodes, take_nodes
+from ..nn.layers import (
+    NodeLinear,
+    NodeMLP,
+    apply_to_pairs,
+    cat_nodes,
+    decode_pairs,
+    dense_block,
+    put_nodes,
+    take_nodes,
+)
 from ..nn.losses import (
     LOG_2PI,
     kl_bernoulli,
@@ -172,7 +181,9 @@ class TreeVAEModule(nn.Module):
     input_shape : tuple or None
     leaf_prob_threshold : float
         In training mode, each leaf's decoder runs only on the samples that reach it with
-        probability at least this (see :meth:`expected_nll`).
+        probability at least this (see :meth:`expected_nll`), and each node's networks only
+        on the samples reaching the node with probability at least this (terms of the others
+        dropped).
     hidden_dims : tuple of int, optional
         Widths of the MLP encoder (mirrored by the leaf decoders), passed to
         :func:`~sk_hierclust.nn.encoders.make_encoder`; the node networks' hidden width is
@@ -385,16 +396,18 @@ class TreeVAEModule(nn.Module):
             d.append(layer(d[-1]))
         return d[::-1]
 
-    def _posterior(self, d, rows, z_parent=None, parent_probs=None):
+    def _posterior(self, d, rows, z_parent=None, parent_probs=None, reach=None):
         """q(z | .) of the nodes ``rows`` from ``d`` at their depth (and the parents' z), with p(z | z_pa).
 
         ``parent_probs`` ``(n, B)`` weight the transformations' batch-norm statistics.
-        Returns ``mean_q, var_q, mean_p, var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
+        ``reach`` ``(n, B)`` (bool), if given: compute only those (node, sample) pairs (see
+        :func:`~sk_hierclust.nn.layers.apply_to_pairs`). Returns ``mean_q, var_q, mean_p,
+        var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
         """
-        mean_hat, var_hat = split_normal(self.heads(d, rows))
+        mean_hat, var_hat = split_normal(apply_to_pairs(self.heads, d, rows, reach))
         if z_parent is None:
             return mean_hat, var_hat, None, None
-        mean_p, var_p = split_normal(self.transform(z_parent, rows, parent_probs))
+        mean_p, var_p = split_normal(apply_to_pairs(self.transform, z_parent, rows, reach, parent_probs))
         return (*precision_weighted(mean_hat, var_hat, mean_p, var_p), mean_p, var_p)
 
     @staticmethod
@@ -434,18 +447,24 @@ class TreeVAEModule(nn.Module):
         z, prob = reparameterize(mean, var, self.training), x.new_ones(1, x.shape[0])
         terms = {"kl_root": self._clamp_kl(kl_normal(mean, var)[0]), "kl_nodes": 0.0, "kl_decisions": 0.0}
         zs, probs = [z], [prob]
+        # in training, a node's networks run only on the samples reaching it with probability
+        # >= leaf_prob_threshold (the terms of the others weigh less than that and are dropped)
+        sparse = self.training and self.leaf_prob_threshold > 0
         for k, level in enumerate(levels):
             z_int, p_int = z[level["int_pos"]], prob[level["int_pos"]]
+            reach = p_int >= self.leaf_prob_threshold if sparse else None
             # batch-norm statistics of a node's networks: the samples that reach the node
-            q = torch.sigmoid(self.router_q(d[k], level["int_rows"], p_int)).squeeze(-1)
-            p = torch.sigmoid(self.router_p(z_int, level["int_rows"], p_int)).squeeze(-1)
-            terms["kl_decisions"] = terms["kl_decisions"] + (
-                level["binary"][:, None] * p_int * kl_bernoulli(q, p)).sum(0)
+            q = torch.sigmoid(apply_to_pairs(self.router_q, d[k], level["int_rows"], reach, p_int)).squeeze(-1)
+            p = torch.sigmoid(apply_to_pairs(self.router_p, z_int, level["int_rows"], reach, p_int)).squeeze(-1)
+            kl = level["binary"][:, None] * p_int * kl_bernoulli(q, p)
+            terms["kl_decisions"] = terms["kl_decisions"] + (kl if reach is None else kl * reach).sum(0)
             prob = p_int[level["par"]] * self._children_probs(q, level)
+            reach = prob >= self.leaf_prob_threshold if sparse else None
             mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]],
-                                                           p_int[level["par"]])
+                                                           p_int[level["par"]], reach)
             z = reparameterize(mean_q, var_q, self.training)
-            kl = self._clamp_kl(prob * kl_normal(mean_q, var_q, mean_p, var_p))
+            kl = prob * kl_normal(mean_q, var_q, mean_p, var_p)
+            kl = self._clamp_kl(kl if reach is None else kl * reach)
             terms["kl_nodes"] = terms["kl_nodes"] + kl.sum(0)
             zs.append(z)
             probs.append(prob)
@@ -804,10 +823,12 @@ class TreeVAE(BaseDeepClusterer):
         ``kl_anneal_epochs``.
     leaf_prob_threshold : float, default=1e-3
         During training, each leaf's decoder runs only on the samples that reach it with
-        probability ``P(leaf | x)`` at least this; the reconstruction terms dropped weigh less
-        than the threshold each. This makes an epoch's cost follow the (sample, leaf) pairs
-        that matter rather than the number of leaves. 0 gives the exact ELBO (every leaf
-        decodes every sample). ``score`` and ``score_samples`` always use the exact ELBO.
+        probability ``P(leaf | x)`` at least this, and likewise each node's routers and
+        posterior networks on the samples with ``P(node | x)`` at least this (their batch-norm
+        statistics are those samples'); the terms dropped weigh less than the threshold
+        each. This makes an epoch's cost follow the (sample, node) pairs that matter rather
+        than the number of nodes. 0 gives the exact ELBO (every node and leaf computes every
+        sample). ``score`` and ``score_samples`` always use the exact ELBO.
     prune_threshold : float, default=0.01
         Leaves holding less than this fraction of the training samples are pruned before
         fine-tuning.

@@ -128,7 +128,8 @@ class NodeBatchNorm(nn.Module):
     features, normalised over the batch per node and feature (running statistics of the
     selected ``rows`` are updated in training mode); ``weights`` ``(n, B)`` (e.g. the
     probability that each sample reaches each node) makes the batch statistics weighted, so
-    that a node is normalised by the samples that actually reach it. It also accepts
+    that a node is normalised by the samples that actually reach it (a node whose weights
+    are all 0 keeps its running statistics). It also accepts
     ``(B, n*C, H, W)`` grouped feature maps (the nodes ``rows``, a slice, or all),
     normalised per node and channel over batch and space, unweighted.
 
@@ -171,10 +172,10 @@ class NodeBatchNorm(nn.Module):
             n = x.shape[1]
             w = x.new_full(x.shape[:2], 1.0 / n)
             factor, seen = (n / (n - 1) if n > 1 else 1.0), None
-        else:
+        else:  # a node whose weights are all 0 (no sample reaches it) keeps its running statistics
             w = weights.detach().to(x.dtype)
-            w = w / (w.sum(1, keepdim=True) + 1e-12)
-            factor, seen = 1.0, None
+            total = w.sum(1, keepdim=True)
+            w, factor, seen = w / (total + 1e-12), 1.0, total > 0
         out, mean, var = _BatchNormFunction.apply(ops.view(x), w, weight, bias, ops)
         with torch.no_grad():
             self._update_running(sel, mean, var * factor, seen)
@@ -461,6 +462,45 @@ def decode_pairs(decoders, z, mask):
         return None, layout.node, layout.sample
     out = decoders(layout.pack(z), layout.rows, counts=layout.counts)
     return layout.unpack(out), layout.node, layout.sample
+
+
+def apply_to_pairs(net, x, rows, mask, weights=None):
+    """Run a node stack only on the (node, sample) pairs of ``mask``, zeros elsewhere.
+
+    Parameters
+    ----------
+    net : nn.Module
+        A node stack with ``forward(x, rows)`` (:class:`NodeLinear`) or ``forward(x, rows,
+        weights)`` (:class:`NodeMLP`).
+    x : Tensor of shape (n, B, in) or (B, in)
+        Input of each node (or one input shared by all ``n`` nodes).
+    rows : int Tensor of shape (n,)
+        The stored nodes to apply.
+    mask : bool Tensor of shape (n, B) or None
+        The pairs to evaluate; None: all (``net`` runs on ``x`` as it is).
+    weights : Tensor of shape (n, B), optional
+        Batch-norm weights of the pairs (see :class:`NodeBatchNorm`); only the selected
+        pairs enter the statistics.
+
+    Returns
+    -------
+    Tensor of shape (n, B, out)
+        Where ``mask`` holds, what ``net(x, rows, weights)`` computes for the pair with every
+        unselected pair's weight set to 0 (exactly, up to float rounding); zeros elsewhere.
+        All selected pairs are evaluated in one padded batched pass (:class:`PairLayout`,
+        one group per node); with every pair selected, ``net`` runs on ``x`` directly.
+    """
+    layout = None if mask is None else PairLayout(mask)
+    if layout is None or layout.n_pairs == mask.numel():
+        return net(x, rows) if weights is None else net(x, rows, weights)
+    n, batch = mask.shape
+    inputs = layout.pack(x.expand(n, *x.shape[-2:]))
+    if weights is None:
+        out = net(inputs, rows)
+    else:
+        out = net(inputs, rows, layout.pack(weights[..., None])[..., 0])
+    dense = out.new_zeros(n, batch, out.shape[-1])
+    return dense.index_put((layout.node, layout.sample), layout.unpack(out))
 
 
 def _node_tensors(module):
