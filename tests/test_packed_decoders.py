@@ -233,6 +233,25 @@ def _random_tree_module(kind, likelihood, n_splits, seed, threshold):
     return module.double().train()
 
 
+def _training_pass(module, x, seed):
+    """Terms of ``module(x)`` (reparameterisation noise seeded) and the gradients of their sum."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        terms = module(x)
+    params = [p for p in module.parameters() if p.requires_grad]
+    return terms, torch.autograd.grad(sum(t.sum() for t in terms.values()), params, allow_unused=True)
+
+
+def _assert_same_training_pass(module, result, reference):
+    """Two :func:`_training_pass` results agree: every term and gradient, up to float64 rounding."""
+    (terms, grads), (ref_terms, ref_grads) = result, reference
+    assert set(terms) == set(ref_terms)
+    for name in terms:
+        assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
+                        atol=1e-12, err_msg=name)
+    _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
+
+
 @pytest.mark.parametrize("kind, likelihood, seed", [("mlp", "gaussian", 0), ("conv", "bernoulli", 1)])
 def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
     """Whole training forward and backward of random trees: every term and gradient as with per-leaf decoding."""
@@ -241,20 +260,7 @@ def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
     reference = copy.deepcopy(module)
     reference.expected_nll = lambda *args: _reference_expected_nll(reference, *args)
     x = _data(rng, likelihood, 48)
-    results = []
-    for m in (module, reference):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)  # same reparameterisation noise
-            terms = m(x)
-        loss = sum(t.sum() for t in terms.values())
-        params = [p for p in m.parameters() if p.requires_grad]
-        results.append((terms, torch.autograd.grad(loss, params, allow_unused=True)))
-    (terms, grads), (ref_terms, ref_grads) = results
-    assert set(terms) == set(ref_terms)
-    for name in terms:
-        assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
-                        atol=1e-12, err_msg=name)
-    _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
+    _assert_same_training_pass(module, _training_pass(module, x, seed), _training_pass(reference, x, seed))
     leaf_mask = module.leaf_probabilities(x) >= module.leaf_prob_threshold
     assert leaf_mask.sum() < leaf_mask.numel()  # some pairs were dropped
 
@@ -313,20 +319,10 @@ def test_module_node_networks_run_on_the_reached_pairs(kind, seed, monkeypatch):
         dropped.append(0 if mask is None else int(mask.numel() - mask.sum()))
         return apply_to_pairs(net, x, rows, mask, weights)
 
-    results = []
-    for m, fn in ((module, sparse), (reference, _dense_masked)):
-        monkeypatch.setattr(treevae, "apply_to_pairs", fn)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)  # same reparameterisation noise
-            terms = m(x)
-        loss = sum(t.sum() for t in terms.values())
-        params = [p for p in m.parameters() if p.requires_grad]
-        results.append((terms, torch.autograd.grad(loss, params, allow_unused=True)))
-    (terms, grads), (ref_terms, ref_grads) = results
-    for name in terms:
-        assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
-                        atol=1e-12, err_msg=name)
-    _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
+    monkeypatch.setattr(treevae, "apply_to_pairs", sparse)
+    result = _training_pass(module, x, seed)
+    monkeypatch.setattr(treevae, "apply_to_pairs", _dense_masked)
+    _assert_same_training_pass(module, result, _training_pass(reference, x, seed))
     for (name, b), r in zip(module.named_buffers(), reference.buffers()):
         assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
     assert max(dropped) > 0  # some node skipped some samples
