@@ -265,14 +265,15 @@ def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
     assert leaf_mask.sum() < leaf_mask.numel()  # some pairs were dropped
 
 
-def _dense_masked(net, x, rows, mask, weights=None):
+def _dense_masked(net, x, rows, pairs=None, weights=None):
     """The reference of ``apply_to_pairs``: ``net`` on every pair, unselected pairs weighted 0 and zeroed.
 
     Contiguous, as ``apply_to_pairs``'s output (``randn_like`` of a tensor computed from it
     draws its noise in memory order).
     """
-    if mask is None:
+    if pairs is None:
         return apply_to_pairs(net, x, rows, None, weights)
+    mask = pairs.mask
     out = net(x, rows) if weights is None else net(x, rows, weights * mask)
     return (out * mask[..., None]).contiguous()
 
@@ -293,8 +294,8 @@ def test_pairs_of_a_node_stack_equal_the_masked_dense_pass(shared):
     mask = torch.as_tensor(rng.uniform(size=(3, 9)) < 0.5)
     mask[2] = False  # a node no sample reaches keeps its running statistics
     grad = torch.as_tensor(rng.normal(size=(3, 9, 3)))
-    out = apply_to_pairs(net, x, rows, mask, weights)
-    expected = _dense_masked(reference, x, rows, mask, weights)
+    out = apply_to_pairs(net, x, rows, PairLayout(mask), weights)
+    expected = _dense_masked(reference, x, rows, PairLayout(mask), weights)
     assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
     assert_array_equal(out.detach().numpy()[~mask.numpy()], 0.0)
     got = torch.autograd.grad(out, [x, *net.parameters()], grad)
@@ -315,9 +316,9 @@ def test_module_node_networks_run_on_the_reached_pairs(kind, seed, monkeypatch):
     x = _data(rng, "bernoulli", 48)
     dropped = []
 
-    def sparse(net, x, rows, mask, weights=None):
-        dropped.append(0 if mask is None else int(mask.numel() - mask.sum()))
-        return apply_to_pairs(net, x, rows, mask, weights)
+    def sparse(net, x, rows, pairs=None, weights=None):
+        dropped.append(0 if pairs is None else pairs.mask.numel() - pairs.n_pairs)
+        return apply_to_pairs(net, x, rows, pairs, weights)
 
     monkeypatch.setattr(treevae, "apply_to_pairs", sparse)
     result = _training_pass(module, x, seed)

@@ -20,6 +20,7 @@ from ..nn.encoders import make_encoder, make_node_decoders
 from ..nn.layers import (
     NodeLinear,
     NodeMLP,
+    PairLayout,
     apply_to_pairs,
     cat_nodes,
     decode_pairs,
@@ -396,18 +397,18 @@ class TreeVAEModule(nn.Module):
             d.append(layer(d[-1]))
         return d[::-1]
 
-    def _posterior(self, d, rows, z_parent=None, parent_probs=None, reach=None):
+    def _posterior(self, d, rows, z_parent=None, parent_probs=None, pairs=None):
         """q(z | .) of the nodes ``rows`` from ``d`` at their depth (and the parents' z), with p(z | z_pa).
 
         ``parent_probs`` ``(n, B)`` weight the transformations' batch-norm statistics.
-        ``reach`` ``(n, B)`` (bool), if given: compute only those (node, sample) pairs (see
-        :func:`~sk_hierclust.nn.layers.apply_to_pairs`). Returns ``mean_q, var_q, mean_p,
-        var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
+        ``pairs`` (a :class:`~sk_hierclust.nn.layers.PairLayout`), if given: compute only its
+        (node, sample) pairs (see :func:`~sk_hierclust.nn.layers.apply_to_pairs`). Returns
+        ``mean_q, var_q, mean_p, var_p`` of shape ``(n, B, L)`` (prior parts None at the root).
         """
-        mean_hat, var_hat = split_normal(apply_to_pairs(self.heads, d, rows, reach))
+        mean_hat, var_hat = split_normal(apply_to_pairs(self.heads, d, rows, pairs))
         if z_parent is None:
             return mean_hat, var_hat, None, None
-        mean_p, var_p = split_normal(apply_to_pairs(self.transform, z_parent, rows, reach, parent_probs))
+        mean_p, var_p = split_normal(apply_to_pairs(self.transform, z_parent, rows, pairs, parent_probs))
         return (*precision_weighted(mean_hat, var_hat, mean_p, var_p), mean_p, var_p)
 
     @staticmethod
@@ -452,19 +453,19 @@ class TreeVAEModule(nn.Module):
         sparse = self.training and self.leaf_prob_threshold > 0
         for k, level in enumerate(levels):
             z_int, p_int = z[level["int_pos"]], prob[level["int_pos"]]
-            reach = p_int >= self.leaf_prob_threshold if sparse else None
+            pairs = PairLayout(p_int >= self.leaf_prob_threshold) if sparse else None
             # batch-norm statistics of a node's networks: the samples that reach the node
-            q = torch.sigmoid(apply_to_pairs(self.router_q, d[k], level["int_rows"], reach, p_int)).squeeze(-1)
-            p = torch.sigmoid(apply_to_pairs(self.router_p, z_int, level["int_rows"], reach, p_int)).squeeze(-1)
+            q = torch.sigmoid(apply_to_pairs(self.router_q, d[k], level["int_rows"], pairs, p_int)).squeeze(-1)
+            p = torch.sigmoid(apply_to_pairs(self.router_p, z_int, level["int_rows"], pairs, p_int)).squeeze(-1)
             kl = level["binary"][:, None] * p_int * kl_bernoulli(q, p)
-            terms["kl_decisions"] = terms["kl_decisions"] + (kl if reach is None else kl * reach).sum(0)
+            terms["kl_decisions"] = terms["kl_decisions"] + (kl if pairs is None else kl * pairs.mask).sum(0)
             prob = p_int[level["par"]] * self._children_probs(q, level)
-            reach = prob >= self.leaf_prob_threshold if sparse else None
+            pairs = PairLayout(prob >= self.leaf_prob_threshold) if sparse else None
             mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]],
-                                                           p_int[level["par"]], reach)
+                                                           p_int[level["par"]], pairs)
             z = reparameterize(mean_q, var_q, self.training)
             kl = prob * kl_normal(mean_q, var_q, mean_p, var_p)
-            kl = self._clamp_kl(kl if reach is None else kl * reach)
+            kl = self._clamp_kl(kl if pairs is None else kl * pairs.mask)
             terms["kl_nodes"] = terms["kl_nodes"] + kl.sum(0)
             zs.append(z)
             probs.append(prob)

@@ -358,6 +358,7 @@ class PairLayout:
 
     Attributes
     ----------
+    mask : bool Tensor of shape (n_nodes, B)
     node, sample : Tensors of shape (n_pairs,)
         The pairs, sorted by node then sample (as ``mask.nonzero()``).
     n_pairs, capacity, n_groups : int
@@ -379,6 +380,7 @@ class PairLayout:
     GROUP_COST = 4
 
     def __init__(self, mask, max_groups_per_node=1):
+        self.mask = mask
         n_nodes = mask.shape[0]
         self.node, self.sample = mask.nonzero(as_tuple=True)
         self.n_pairs = int(self.node.shape[0])
@@ -464,8 +466,8 @@ def decode_pairs(decoders, z, mask):
     return layout.unpack(out), layout.node, layout.sample
 
 
-def apply_to_pairs(net, x, rows, mask, weights=None):
-    """Run a node stack only on the (node, sample) pairs of ``mask``, zeros elsewhere.
+def apply_to_pairs(net, x, rows, pairs=None, weights=None):
+    """Run a node stack only on the (node, sample) pairs of a layout, zeros elsewhere.
 
     Parameters
     ----------
@@ -476,8 +478,9 @@ def apply_to_pairs(net, x, rows, mask, weights=None):
         Input of each node (or one input shared by all ``n`` nodes).
     rows : int Tensor of shape (n,)
         The stored nodes to apply.
-    mask : bool Tensor of shape (n, B) or None
-        The pairs to evaluate; None: all (``net`` runs on ``x`` as it is).
+    pairs : PairLayout or None
+        The pairs to evaluate, a :class:`PairLayout` of one group per node (built once for
+        all the stacks run on the same pairs); None: all (``net`` runs on ``x`` as it is).
     weights : Tensor of shape (n, B), optional
         Batch-norm weights of the pairs (see :class:`NodeBatchNorm`); only the selected
         pairs enter the statistics.
@@ -485,22 +488,21 @@ def apply_to_pairs(net, x, rows, mask, weights=None):
     Returns
     -------
     Tensor of shape (n, B, out)
-        Where ``mask`` holds, what ``net(x, rows, weights)`` computes for the pair with every
-        unselected pair's weight set to 0 (exactly, up to float rounding); zeros elsewhere.
-        All selected pairs are evaluated in one padded batched pass (:class:`PairLayout`,
-        one group per node); with every pair selected, ``net`` runs on ``x`` directly.
+        Where ``pairs.mask`` holds, what ``net(x, rows, weights)`` computes for the pair with
+        every unselected pair's weight set to 0 (exactly, up to float rounding); zeros
+        elsewhere. All selected pairs are evaluated in one padded batched pass; with every
+        pair selected, ``net`` runs on ``x`` directly.
     """
-    layout = None if mask is None else PairLayout(mask)
-    if layout is None or layout.n_pairs == mask.numel():
+    if pairs is None or pairs.n_pairs == pairs.mask.numel():
         return net(x, rows) if weights is None else net(x, rows, weights)
-    n, batch = mask.shape
-    inputs = layout.pack(x.expand(n, *x.shape[-2:]))
+    n, batch = pairs.mask.shape
+    inputs = pairs.pack(x.expand(n, *x.shape[-2:]))
     if weights is None:
         out = net(inputs, rows)
     else:
-        out = net(inputs, rows, layout.pack(weights[..., None])[..., 0])
+        out = net(inputs, rows, pairs.pack(weights[..., None])[..., 0])
     dense = out.new_zeros(n, batch, out.shape[-1])
-    return dense.index_put((layout.node, layout.sample), layout.unpack(out))
+    return dense.index_put((pairs.node, pairs.sample), pairs.unpack(out))
 
 
 def _node_tensors(module):
