@@ -301,8 +301,10 @@ def run_seed(args, settings, data, seed, raw_ward):
     fit_cpu = time.process_time() - start
     if args.save:
         joblib.dump(model, f"{args.save}.seed{seed}")
-    print(f"seed {seed}: fit {model.fit_time_:.0f} s wall, {fit_cpu:.0f} s CPU; "
-          f"{len(model.tree_.label_to_node)} non-empty leaves, tree depth {model.tree_.max_depth}; "
+    n_grown = 2 + len({h["phase"] for h in model.history_ if h["phase"].startswith("grow:")})
+    print(f"seed {seed}: fit {model.fit_time_:.0f} s wall, {fit_cpu:.0f} s CPU; {n_grown} leaves grown, "
+          f"{len(model.net_.module_.leaf_slots)} after pruning, "
+          f"{len(model.tree_.label_to_node)} non-empty after fine-tuning, tree depth {model.tree_.max_depth}; "
           f"test ELBO {model.score(X_test):.1f} nats", flush=True)
     test_nodes = model.apply(X_test)
     rows = {"TreeVAE train": hierarchy_scores(y_train, model.tree_, model.apply(X_train), model.predict(X_train)),
