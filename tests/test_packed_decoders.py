@@ -24,15 +24,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sk_hierclust.models import treevae
 from sk_hierclust.models.treevae import TreeVAEModule
 from sk_hierclust.nn.encoders import NodeConvDecoder, _ConvTranspose2d, make_node_decoders
-from sk_hierclust.nn.layers import (
-    NodeBatchNorm,
-    NodeMLP,
-    PairLayout,
-    RowGroups,
-    apply_to_pairs,
-    decode_pairs,
-    take_nodes,
-)
+from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, apply_to_pairs, decode_pairs, take_nodes
 from sk_hierclust.nn.losses import negative_log_likelihood
 
 IMAGE = (2, 10, 14)  # two channels, odd and even sizes: every output_padding case of the decoder
@@ -313,28 +305,6 @@ def test_pairs_of_a_node_stack_equal_the_masked_dense_pass(shared):
         assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
     assert_array_equal(net.norms[0].running_mean[[1, 2, 4]].numpy(), 0.0)  # node 4 (row 2) unreached
     assert_array_equal(net.norms[0].running_var[4].numpy(), 1.0)
-
-
-def test_row_groups_equal_separate_row_selections():
-    """Parameters gathered once for several calls (``RowGroups``): same outputs, gradients, statistics."""
-    rng = np.random.RandomState(0)
-    torch.manual_seed(0)
-    net = NodeMLP(5, (4, 6, 3)).double().train()
-    reference = copy.deepcopy(net)
-    parts = [torch.tensor([3, 0]), torch.tensor([4]), torch.tensor([1, 2, 0])]  # node 0 in two calls
-    xs = [torch.as_tensor(rng.normal(size=(len(rows), 7, 4))) for rows in parts]
-    weights = [torch.as_tensor(rng.uniform(size=(len(rows), 7))) for rows in parts]
-    grads = [torch.as_tensor(rng.normal(size=(len(rows), 7, 3))) for rows in parts]
-    groups = RowGroups(parts)
-    out = [net(x, groups[k], w) for k, (x, w) in enumerate(zip(xs, weights))]
-    expected = [reference(x, rows, w) for x, rows, w in zip(xs, parts, weights)]
-    for o, e in zip(out, expected):
-        assert_allclose(o.detach().numpy(), e.detach().numpy(), rtol=1e-12, atol=1e-12)
-    got = torch.autograd.grad(out, list(net.parameters()), grads)
-    ref = torch.autograd.grad(expected, list(reference.parameters()), grads)
-    _assert_same_gradients(got, ref, [name for name, _ in net.named_parameters()])
-    for (name, b), r in zip(net.named_buffers(), reference.buffers()):
-        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
 
 
 @pytest.mark.parametrize("kind, seed", [("mlp", 0), ("conv", 1)])

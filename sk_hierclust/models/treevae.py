@@ -21,7 +21,6 @@ from ..nn.layers import (
     NodeLinear,
     NodeMLP,
     PairLayout,
-    RowGroups,
     apply_to_pairs,
     cat_nodes,
     decode_pairs,
@@ -452,20 +451,17 @@ class TreeVAEModule(nn.Module):
         # in training, a node's networks run only on the samples reaching it with probability
         # >= leaf_prob_threshold (the terms of the others weigh less than that and are dropped)
         sparse = self.training and self.leaf_prob_threshold > 0
-        if levels:  # each node stack's parameters gathered once for all depths
-            int_rows = RowGroups([level["int_rows"] for level in levels])
-            child_rows = RowGroups([level["child_rows"] for level in levels])
         for k, level in enumerate(levels):
             z_int, p_int = z[level["int_pos"]], prob[level["int_pos"]]
             pairs = PairLayout(p_int >= self.leaf_prob_threshold) if sparse else None
             # batch-norm statistics of a node's networks: the samples that reach the node
-            q = torch.sigmoid(apply_to_pairs(self.router_q, d[k], int_rows[k], pairs, p_int)).squeeze(-1)
-            p = torch.sigmoid(apply_to_pairs(self.router_p, z_int, int_rows[k], pairs, p_int)).squeeze(-1)
+            q = torch.sigmoid(apply_to_pairs(self.router_q, d[k], level["int_rows"], pairs, p_int)).squeeze(-1)
+            p = torch.sigmoid(apply_to_pairs(self.router_p, z_int, level["int_rows"], pairs, p_int)).squeeze(-1)
             kl = level["binary"][:, None] * p_int * kl_bernoulli(q, p)
             terms["kl_decisions"] = terms["kl_decisions"] + (kl if pairs is None else kl * pairs.mask).sum(0)
             prob = p_int[level["par"]] * self._children_probs(q, level)
             pairs = PairLayout(prob >= self.leaf_prob_threshold) if sparse else None
-            mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], child_rows[k], z_int[level["par"]],
+            mean_q, var_q, mean_p, var_p = self._posterior(d[k + 1], level["child_rows"], z_int[level["par"]],
                                                            p_int[level["par"]], pairs)
             z = reparameterize(mean_q, var_q, self.training)
             kl = prob * kl_normal(mean_q, var_q, mean_p, var_p)

@@ -40,52 +40,11 @@ def node_rows(tensor, rows):
     """
     if rows is None:
         return tensor
-    if isinstance(rows, RowPart):
-        return rows.take(tensor)
     if torch.is_tensor(rows):
         if rows.dim() == 1:  # the common case: one dispatch
             return torch.index_select(tensor, 0, rows)
         return torch.index_select(tensor, 0, rows.reshape(-1)).view(*rows.shape, *tensor.shape[1:])
     return tensor[rows]
-
-
-class RowGroups:
-    """The node rows of several calls of the same node stacks (e.g. one per tree depth), gathered once.
-
-    A parameter used by the calls is gathered for all of them in one ``index_select`` and
-    split into one view per call (``torch.split``): its gradient is one ``index_add``
-    instead of one per call, each into a zero tensor of the parameter's size, then summed.
-    Build one per forward pass (it keeps the gathered tensors, with their autograd graph).
-
-    Parameters
-    ----------
-    parts : sequence of int Tensors of shape (n_k,)
-        The rows of each call.
-    """
-
-    def __init__(self, parts):
-        self.parts = list(parts)
-        self.index = torch.cat(self.parts)
-        self.sizes = [len(p) for p in self.parts]
-        self._taken = {}
-
-    def __getitem__(self, k):
-        """The rows of call ``k``: a :class:`RowPart` to pass as ``rows`` to a node stack."""
-        return RowPart(self, k)
-
-
-class RowPart:
-    """The rows of one call of a :class:`RowGroups` (``index``: the rows, an int Tensor ``(n_k,)``)."""
-
-    def __init__(self, groups, k):
-        self.groups, self.k, self.index = groups, k, groups.parts[k]
-
-    def take(self, tensor):
-        """``tensor[index]``, from the tensor's rows gathered once for all the calls."""
-        taken = self.groups._taken
-        if tensor not in taken:
-            taken[tensor] = torch.split(torch.index_select(tensor, 0, self.groups.index), self.groups.sizes)
-        return taken[tensor][self.k]
 
 
 def dense_block(n_in, n_out):
@@ -197,7 +156,7 @@ class NodeBatchNorm(nn.Module):
 
         ``counts`` (padded layouts, unweighted): see the class notes.
         """
-        sel = slice(None) if rows is None else rows.index if isinstance(rows, RowPart) else rows
+        sel = slice(None) if rows is None else rows
         if x.dim() == 4 and counts is None:  # rows, if given, must be a slice (views share storage)
             return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
                                 self.weight[sel].reshape(-1), self.bias[sel].reshape(-1), self.training,
