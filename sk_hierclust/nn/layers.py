@@ -41,8 +41,6 @@ def node_rows(tensor, rows):
     if rows is None:
         return tensor
     if torch.is_tensor(rows):
-        if rows.dim() == 1:  # the common case: one dispatch
-            return torch.index_select(tensor, 0, rows)
         return torch.index_select(tensor, 0, rows.reshape(-1)).view(*rows.shape, *tensor.shape[1:])
     return tensor[rows]
 
@@ -162,11 +160,10 @@ class NodeBatchNorm(nn.Module):
                                 self.weight[sel].reshape(-1), self.bias[sel].reshape(-1), self.training,
                                 BN_MOMENTUM, BN_EPS)
         ops = _Layout(x, counts, rows if counts is not None and torch.is_tensor(rows) else None, self.n_nodes)
-        weight, bias = ops.spread(node_rows(self.weight, rows)), ops.spread(node_rows(self.bias, rows))
+        weight, bias = node_rows(self.weight, rows), node_rows(self.bias, rows)
         if not self.training:
-            scale = weight * torch.rsqrt(ops.spread(self.running_var[sel]) + BN_EPS)
-            return torch.addcmul(bias, ops.view(x) - ops.spread(self.running_mean[sel]), scale).view(x.shape)
-        factor, seen = None, None  # factor: the unbiased variance's n / (n - 1)
+            scale = weight * torch.rsqrt(self.running_var[sel] + BN_EPS)
+            return ops.affine(ops.view(x) - ops.spread(self.running_mean[sel]), scale, bias).view(x.shape)
         if counts is not None:  # each node's real rows, equally weighted
             w, n = ops.uniform_weights(x.dtype)
             factor = torch.where(n > 1, n / (n - 1).clamp(min=1), 1)[:, None]
@@ -174,24 +171,23 @@ class NodeBatchNorm(nn.Module):
         elif weights is None:
             n = x.shape[1]
             w = x.new_full(x.shape[:2], 1.0 / n)
-            factor = n / (n - 1) if n > 1 else None
+            factor, seen = (n / (n - 1) if n > 1 else 1.0), None
         else:  # a node whose weights are all 0 (no sample reaches it) keeps its running statistics
-            total = weights.detach().sum(1, keepdim=True)
-            w, seen = (weights.detach() / (total + 1e-12)).to(x.dtype), total > 0
+            w = weights.detach().to(x.dtype)
+            total = w.sum(1, keepdim=True)
+            w, factor, seen = w / (total + 1e-12), 1.0, total > 0
         out, mean, var = _BatchNormFunction.apply(ops.view(x), w, weight, bias, ops)
         with torch.no_grad():
-            mean, var = ops.flat(mean), ops.flat(var)
-            self._update_running(sel, mean, var if factor is None else var * factor, seen)
+            self._update_running(sel, mean, var * factor, seen)
         return out.view(x.shape)
 
     def _update_running(self, sel, mean, var, seen=None):
         """Move the running statistics of the nodes ``sel`` towards ``mean``, ``var`` (where ``seen``)."""
-        momentum = BN_MOMENTUM if seen is None else seen.to(mean.dtype) * BN_MOMENTUM
+        momentum = BN_MOMENTUM if seen is None else seen.to(self.running_mean.dtype) * BN_MOMENTUM
         for buffer, value in ((self.running_mean, mean), (self.running_var, var)):
-            if value.dtype != buffer.dtype:
-                value = value.to(buffer.dtype)
+            value = value.to(buffer)
             if torch.is_tensor(sel):
-                buffer.index_copy_(0, sel, buffer.index_select(0, sel).lerp_(value, momentum))
+                buffer.index_copy_(0, sel, buffer[sel].lerp_(value, momentum))
             else:  # a view of the buffer
                 buffer[sel].lerp_(value, momentum)
 
@@ -200,11 +196,10 @@ class _Layout:
     """How :class:`_BatchNormFunction` reduces a node-stacked tensor: per group (node) and channel.
 
     ``(G, B, C)`` (rows along dim 1) as it is, or a padded ``(R, G*C, H, W)`` feature map
-    viewed as ``(R, G, C, H*W)`` (rows along dim 0, statistics over rows and space). The
-    statistics have the layout's broadcastable shape: ``(G, 1, C)``, or ``(1, G, C, 1)``.
-    A padded layout has ``counts`` ``(G,)`` real rows per group; ``rows`` (an int tensor,
-    only for padded layouts) names each group's node, the statistics of a node's groups
-    pooled. Holds no activation (it is kept for the backward pass).
+    viewed as ``(R, G, C, H*W)`` (rows along dim 0, statistics over rows and space). A
+    padded layout has ``counts`` ``(G,)`` real rows per group; ``rows`` (an int tensor, only
+    for padded layouts) names each group's node, the statistics of a node's groups pooled.
+    Holds no activation (it is kept for the backward pass).
     """
 
     def __init__(self, x, counts=None, rows=None, n_nodes=None):
@@ -218,83 +213,88 @@ class _Layout:
         return x.reshape(x.shape[0], self.counts.shape[0], -1, self.space) if self.conv else x
 
     def spread(self, t):
-        """``(G, C)`` -> the statistics' shape."""
+        """``(G, C)`` -> broadcastable to the layout."""
         return t[None, :, :, None] if self.conv else t[:, None]
-
-    def flat(self, t):
-        """Statistics' shape -> ``(G, C)``."""
-        return t.view(t.shape[1], t.shape[2]) if self.conv else t.view(t.shape[0], t.shape[2])
 
     def spread_weights(self, w):
         """Row weights (``(G, B)``, or ``(R, G)`` for feature maps) -> broadcastable to the layout."""
         return w[:, :, None, None] if self.conv else w[:, :, None]
 
+    def affine(self, t, scale, shift):
+        """``t * spread(scale) + spread(shift)`` (``addcmul`` is slow broadcasting over space)."""
+        if self.conv:
+            return t.mul(self.spread(scale)).add_(self.spread(shift))
+        return torch.addcmul(self.spread(shift), t, self.spread(scale))
+
     def total(self, t):
-        """Sum over rows (and space) per group and channel, in the statistics' shape."""
-        return t.sum((0, 3), keepdim=True) if self.conv else t.sum(1, keepdim=True)
+        """Sum over rows (and space) per group and channel: ``(G, C)``."""
+        return t.sum((0, 3)) if self.conv else t.sum(1)
 
     def weighted(self, w, t):
-        """Weighted sum over rows (and space) per group and channel, in the statistics' shape."""
+        """Weighted sum over rows (and space) per group and channel: ``(G, C)``."""
         if self.conv:
-            return self.spread(torch.einsum("rg,rgc->gc", w, t.sum(-1)))
-        return torch.bmm(w[:, None, :], t)
+            return torch.einsum("rg,rgc->gc", w, t.sum(-1))
+        return torch.bmm(w[:, None, :], t)[:, 0]
 
     def pool(self, t):
-        """Per-group sums (statistics' shape) -> the sums of each group's node, per group."""
+        """Per-group sums ``(G, C)`` -> the sums of each group's node, per group."""
         if self.rows is None:
             return t
-        flat = self.flat(t)
-        return self.spread(flat.new_zeros(self.n_nodes, flat.shape[1]).index_add_(0, self.rows, flat)[self.rows])
+        return t.new_zeros(self.n_nodes, t.shape[1]).index_add_(0, self.rows, t)[self.rows]
 
     def uniform_weights(self, dtype):
         """Row weights ``1 / n`` of a padded layout (0 for padding) and ``n`` per group's node.
 
         ``n`` counts the values per channel: real rows times space.
         """
-        n = (self.counts * self.space).to(dtype)
-        if self.rows is not None:
-            n = n.new_zeros(self.n_nodes).index_add_(0, self.rows, n)[self.rows]
+        n = self.pool((self.counts * self.space).to(dtype)[:, None])[:, 0]
         positions = torch.arange(self.n_rows, device=self.counts.device)
         if self.conv:  # (R, G): the weight of each of a row's H*W values
             return (positions[:, None] < self.counts) / n.clamp(min=1), n
         return (positions < self.counts[:, None]) / n.clamp(min=1)[:, None], n
+
+    def weight_total(self, w):
+        """Total weight of each group's node ``(G, 1)`` (1, or 0 for an empty node; about 1 when weighted)."""
+        return self.pool(w.sum(0)[:, None] * self.space if self.conv else w.sum(1, keepdim=True))
 
 
 class _BatchNormFunction(torch.autograd.Function):
     """Batch normalisation by weighted statistics, per group and channel, with a hand-written backward.
 
     ``mean = sum_i w_i x_i``, ``var = sum_i w_i (x_i - mean)^2`` (sums over the rows, and
-    space, of a group's node; weights ``w`` not differentiated, summing to 1 over a node,
-    or all 0), ``out = gamma (x - mean) / sqrt(var + eps) + beta``; ``gamma`` and ``beta``
-    come in the statistics' shape (see :class:`_Layout`). Returns ``out``, ``mean`` and
-    ``var`` (the last two in the statistics' shape, not differentiable). The backward needs
-    about a third of the passes over ``x`` that autograd of the same formula makes.
+    space, of a group's node; weights ``w`` not differentiated), ``out = gamma (x - mean) /
+    sqrt(var + eps) + beta``. Returns ``out``, ``mean`` and ``var`` (the last two per group,
+    not differentiable). The backward needs about a third of the passes over ``x`` that
+    autograd of the same formula makes.
     """
 
     @staticmethod
     def forward(ctx, x, w, gamma, beta, ops):
         mean = ops.pool(ops.weighted(w, x))
-        centred = x - mean
+        centred = x - ops.spread(mean)
         var = ops.pool(ops.weighted(w, centred * centred))
         inv_std = torch.rsqrt(var + BN_EPS)
-        normed = centred.mul_(inv_std)
-        out = torch.addcmul(beta, normed, gamma)
-        ctx.save_for_backward(normed, w, gamma * inv_std)
+        normed = centred.mul_(ops.spread(inv_std))
+        out = ops.affine(normed, gamma, beta)
+        # d out / d x with total weight W != 1 has one more term, through sum_i w_i (x_i - mean)
+        shift = mean * (1 - ops.weight_total(w)) * inv_std
+        ctx.save_for_backward(normed, w, gamma * inv_std, shift)
         ctx.ops = ops
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad, _grad_mean, _grad_var):
-        normed, w, scale = ctx.saved_tensors
+        normed, w, scale, shift = ctx.saved_tensors
         ops = ctx.ops
         grad_beta = ops.total(grad)
         grad_gamma = ops.total(grad * normed)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            # weights summing to 1: d/dx_i = scale (g_i - w_i (sum g + normed_i sum g normed))
-            inner = torch.addcmul(ops.pool(grad_beta), normed, ops.pool(grad_gamma))
-            grad_x = torch.sub(grad, inner.mul_(ops.spread_weights(w))).mul_(scale)
+            sum_grad, sum_grad_normed = ops.pool(grad_beta), ops.pool(grad_gamma)
+            inner = ops.affine(normed, sum_grad_normed, sum_grad - shift * sum_grad_normed)
+            inner.mul_(ops.spread_weights(w))
+            grad_x = torch.sub(grad, inner).mul_(ops.spread(scale))
         return grad_x, None, grad_gamma, grad_beta, None
 
 
