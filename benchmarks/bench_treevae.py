@@ -294,7 +294,8 @@ def run_seed(args, settings, data, seed, raw_ward):
                     n_epochs=args.epochs[2], encoder=args.encoder or settings["encoder"],
                     input_shape=settings["input_shape"], augment=args.augment,
                     contrastive_weight=args.contrastive_weight, split_decoders=args.split_decoders,
-                    n_split_init=args.n_split_init, device=args.device, verbose=args.verbose, random_state=seed)
+                    n_split_init=args.n_split_init, kl_rate=args.kl_rate, device=args.device, verbose=args.verbose,
+                    random_state=seed)
     print(f"seed {seed}: fitting {model!r} on {X_train.shape[0]} {args.dataset} samples ...", flush=True)
     start = time.process_time()
     model.fit(X_train)
@@ -350,6 +351,8 @@ def main(argv=None):
     parser.add_argument("--n-split-init", type=int, default=TreeVAE().n_split_init, metavar="K",
                         help="candidate sub-trees trained per split, the lowest negative ELBO kept (default: "
                              "TreeVAE's, %(default)s)")
+    parser.add_argument("--kl-rate", type=float, default=None, metavar="R",
+                        help="per-epoch KL-weight step of TreeVAE's kl_rate (the authors' 0.001); default: the ramp")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
