@@ -7,6 +7,7 @@ Every check gets the quick settings (``QUICK_PARAMS``) except the ``SLOW_CHECKS`
 from functools import partial
 
 import pytest
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import (
     check_dataframe_column_names_consistency,
     check_get_feature_names_out_error,
@@ -30,8 +31,8 @@ def _check_name(check):
 
 @parametrize_with_checks([make_config(name) for name in CONFIGS], expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
-    estimator.set_params(**check_params(estimator, _check_name(check)))
-    check(estimator)
+    # a clone: parametrize_with_checks hands every check of a configuration the same instance
+    check(clone(estimator).set_params(**check_params(estimator, _check_name(check))))
 
 
 EXPLICIT_CHECKS = [
