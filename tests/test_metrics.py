@@ -9,10 +9,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import squareform
 from sklearn.base import BaseEstimator
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import normalized_mutual_info_score, pairwise_distances
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -362,7 +363,9 @@ def test_known_answer_mnist_test_set():
     X = _read_idx_gz(images, 16).reshape(-1, 784).astype(np.float64) / 255.0
     y = _read_idx_gz(labels, 8).astype(np.int64)
     assert X.shape == (10000, 784) and y.shape == (10000,)
-    Z = linkage(X, "ward")
+    # Ward on BLAS distances: the merges of linkage(X, "ward") (measured: identical, heights within
+    # 3e-13), in a quarter of the time of scipy's own distance loop
+    Z = linkage(squareform(pairwise_distances(X), checks=False), "ward")
 
     tree, nodes = ClusterTree.from_linkage(Z, n_leaves=20)
     assert round(dendrogram_purity(y, tree, nodes), 3) == 0.637

@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 
 from sk_hierclust import ClusterTree, TreeVAE
-from sk_hierclust._testing import FAST_PARAMS, any_seed_recovers
+from sk_hierclust._testing import FAST_PARAMS, any_seed_recovers, make_config
 from sk_hierclust.metrics import (
     cluster_accuracy,
     cluster_accuracy_scorer,
@@ -436,7 +436,7 @@ def test_conv_encoder_on_digits():
 def test_grid_search(planted_raw):
     X, y = planted_raw
     scoring = {"dp": dendrogram_purity_scorer, "lp": leaf_purity_scorer, "acc": cluster_accuracy_scorer}
-    search = GridSearchCV(make_pipeline(MinMaxScaler(), TreeVAE(**FAST)), {"treevae__max_leaves": [2, 3]},
+    search = GridSearchCV(make_pipeline(MinMaxScaler(), make_config("TreeVAE")), {"treevae__max_leaves": [2, 3]},
                           scoring=scoring, refit="dp", cv=2)
     search.fit(X, y)
     best = search.best_estimator_
