@@ -72,14 +72,14 @@ TIMING_BATCH = 256
 TIMING_LOGIT_SCALE = 25.0
 
 
-def _timing_estimator(kind, X, n_leaves, seed=0):
+def _timing_estimator(kind, X, n_leaves, leaf_prob_threshold, seed=0):
     """A TreeVAE net (untrained) whose module is grown by hand to ``n_leaves`` balanced leaves.
 
     The shallowest leaf is split until the tree has ``n_leaves`` leaves; returns the
     estimator (``net_`` set) and the validated X.
     """
     est = TreeVAE(encoder=kind, input_shape=(1, 28, 28), max_depth=8, batch_size=TIMING_BATCH,
-                  random_state=seed)
+                  leaf_prob_threshold=leaf_prob_threshold, random_state=seed)
     X = est._validate_fit_data(X)  # the steps of BaseDeepClusterer._fit, up to training
     est._check_params_vs_input(X)
     with est._seeded(est.device) as s:
@@ -134,42 +134,20 @@ def _pairs_per_sample(module, x):
     return float((probs >= module.leaf_prob_threshold).sum(0).double().mean())
 
 
-def _per_leaf_expected_nll(module):
-    """``module.expected_nll`` computed leaf by leaf on each leaf's pairs (the FLOPs that must be done)."""
-    from sk_hierclust.nn.losses import negative_log_likelihood
-
-    def expected_nll(x, z, probs, decoders):
-        if not module.training or module.leaf_prob_threshold <= 0:
-            return type(module).expected_nll(module, x, z, probs, decoders)
-        leaf, sample = (probs >= module.leaf_prob_threshold).nonzero(as_tuple=True)
-        counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
-        out = torch.cat([decoders(zs[None], slice(j, j + 1))[0]
-                         for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]])
-        nll = negative_log_likelihood(x[sample], out, module.likelihood)
-        return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
-
-    return expected_nll
-
-
 def _step_flops(module, x):
     """FLOPs (``FlopCounterMode``) of one training step's forward and backward on the batch ``x``.
 
-    Counted with every leaf decoding its own pairs in its own call: the arithmetic the step
-    needs, whatever padding or grouping the module's own pass adds (and ``FlopCounterMode``
-    counts a grouped convolution's weight gradient as if it were ungrouped). The node
-    networks are counted as the module runs them: on the pairs above the threshold, each
-    node's padded to the largest node's count at its depth.
+    Counted as the module runs: every leaf decoder on the whole batch, the node networks on the
+    pairs above the threshold, each node's padded to the largest node's count at its depth.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     module.train()
-    module.expected_nll = _per_leaf_expected_nll(module)
     counter = FlopCounterMode(display=False)
     try:
         with counter:
             sum(term.mean() for term in module(x).values()).backward()
     finally:
-        del module.expected_nll
         module.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -184,7 +162,7 @@ def _sgemm_rate(n=1024, reps=5):
     return 2 * n ** 3 * reps / (time.process_time() - start)
 
 
-def timing_epoch(kind, X, n_leaves, n_batches):
+def timing_epoch(kind, X, n_leaves, n_batches, leaf_prob_threshold):
     """CPU seconds of one full-tree training epoch over 60,000 images, measured on ``n_batches``.
 
     Returns ``(seconds, (pairs_before, pairs_after), flops_per_step)``: the CPU time
@@ -193,7 +171,7 @@ def timing_epoch(kind, X, n_leaves, n_batches):
     of (sample, leaf) pairs decoded per sample before and after those batches, and the
     FLOPs of one training step (:func:`_step_flops`).
     """
-    est, X = _timing_estimator(kind, X, n_leaves)
+    est, X = _timing_estimator(kind, X, n_leaves, leaf_prob_threshold)
     module = est.net_.module_
     rng = np.random.RandomState(0)
     _sharpen_routers(module, torch.as_tensor(X[rng.choice(len(X), 2048, replace=False)]))
@@ -209,7 +187,8 @@ def timing_epoch(kind, X, n_leaves, n_batches):
     return seconds * TIMING_EPOCH_IMAGES / len(subset), (pairs, pairs_after), flops
 
 
-def timing_main(data_home, n_batches, leaves=TIMING_LEAVES, kinds=("conv", "mlp")):
+def timing_main(data_home, n_batches, leaves=TIMING_LEAVES, kinds=("conv", "mlp"),
+                leaf_prob_threshold=TreeVAE().leaf_prob_threshold):
     """Print ``epoch_cpu_s``, ``floor_s`` and ``ratio_to_floor`` lines (see ``--timing``)."""
     import sk_hierclust
     from sk_hierclust.datasets import load_mnist
@@ -220,10 +199,11 @@ def timing_main(data_home, n_batches, leaves=TIMING_LEAVES, kinds=("conv", "mlp"
     print(f"# one thread, CPU time (time.process_time); each epoch measured on {n_batches} batches of "
           f"{TIMING_BATCH} MNIST images and scaled to {TIMING_EPOCH_IMAGES}; trees grown to N balanced "
           f"leaves, routers sharpened (logit sd {TIMING_LOGIT_SCALE:g}) so each sample reaches mostly one leaf; "
+          f"leaf_prob_threshold {leaf_prob_threshold:g}; "
           f"sk_hierclust from {os.path.dirname(os.path.dirname(sk_hierclust.__file__))}", flush=True)
     results = {}
     for n_leaves in leaves:
-        row = {kind: timing_epoch(kind, X, n_leaves, n_batches) for kind in kinds}
+        row = {kind: timing_epoch(kind, X, n_leaves, n_batches, leaf_prob_threshold) for kind in kinds}
         results[n_leaves] = row
         print(f"epoch_cpu_s leaves={n_leaves} " + " ".join(f"{k}={v[0]:.1f}" for k, v in row.items())
               + "  (pairs/sample " + " ".join(f"{k}={v[1][0]:.2f}->{v[1][1]:.2f}" for k, v in row.items())
@@ -294,8 +274,8 @@ def run_seed(args, settings, data, seed, raw_ward):
                     n_epochs=args.epochs[2], encoder=args.encoder or settings["encoder"],
                     input_shape=settings["input_shape"], augment=args.augment,
                     contrastive_weight=args.contrastive_weight, split_decoders=args.split_decoders,
-                    n_split_init=args.n_split_init, kl_rate=args.kl_rate, device=args.device, verbose=args.verbose,
-                    random_state=seed)
+                    n_split_init=args.n_split_init, kl_rate=args.kl_rate, leaf_prob_threshold=args.leaf_prob_threshold,
+                    device=args.device, verbose=args.verbose, random_state=seed)
     print(f"seed {seed}: fitting {model!r} on {X_train.shape[0]} {args.dataset} samples ...", flush=True)
     start = time.process_time()
     model.fit(X_train)
@@ -353,6 +333,8 @@ def main(argv=None):
                              "TreeVAE's, %(default)s)")
     parser.add_argument("--kl-rate", type=float, default=None, metavar="R",
                         help="per-epoch KL-weight step of TreeVAE's kl_rate (the authors' 0.001); default: the ramp")
+    parser.add_argument("--leaf-prob-threshold", type=float, default=TreeVAE().leaf_prob_threshold, metavar="T",
+                        help="TreeVAE's leaf_prob_threshold, in fits and in --timing (default: TreeVAE's, %(default)g)")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -367,7 +349,8 @@ def main(argv=None):
                         help="leaf counts of --timing")
     args = parser.parse_args(argv)
     if args.timing:
-        timing_main(args.data_home or "/work/shared/data", args.timing_batches, tuple(args.timing_leaves))
+        timing_main(args.data_home or "/work/shared/data", args.timing_batches, tuple(args.timing_leaves),
+                    leaf_prob_threshold=args.leaf_prob_threshold)
         return
 
     settings = DATASET_SETTINGS[args.dataset]

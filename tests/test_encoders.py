@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 from sk_hierclust._testing import FAST_PARAMS, QUICK_PARAMS
 from sk_hierclust.datasets import load_digits
 from sk_hierclust.nn.encoders import NodeConvPoolDecoder, make_encoder, make_node_decoders
-from sk_hierclust.nn.layers import PairLayout, decode_pairs, take_nodes
+from sk_hierclust.nn.layers import take_nodes
 
 LATENT = 5
 
@@ -86,32 +86,6 @@ def test_nodes_are_independent():
         after = dec(z)
     assert_allclose(after[[0, 2]].numpy(), before[[0, 2]].numpy(), rtol=1e-12, atol=1e-12)
     assert not torch.allclose(after[1], before[1])
-
-
-def test_packed_pass_equals_per_node_calls():
-    """decode_pairs packs the conv_pool stack as NodeConvDecoder (grouped convolutions, one call)."""
-    dec = _decoder(4, (2, 10, 14)).train()
-    assert dec.max_groups_per_node > 1
-    rng = np.random.RandomState(0)
-    z = torch.as_tensor(rng.normal(size=(4, 30, LATENT))).requires_grad_()
-    mask = torch.as_tensor(rng.uniform(size=(4, 30)) < 0.4)
-    mask[1] = False
-    mask[2, :] = False
-    mask[2, 3] = True
-    mask[0, :20] = True  # one large node: several groups
-    layout = PairLayout(mask, dec.max_groups_per_node)
-    assert layout.rows is not None and len(layout.rows) > len(set(layout.rows.tolist()))  # a node in several groups
-    ref_dec = copy.deepcopy(dec)
-    out, node, sample = decode_pairs(dec, z, mask)
-    ref = torch.cat([ref_dec(z[j, mask[j]][None], slice(j, j + 1))[0] for j in range(4) if mask[j].any()])
-    assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
-    weights = torch.as_tensor(rng.normal(size=out.shape))
-    grads = torch.autograd.grad((out * weights).sum(), [z, *dec.parameters()])
-    ref_grads = torch.autograd.grad((ref * weights).sum(), [z, *ref_dec.parameters()])
-    for g, r in zip(grads, ref_grads):
-        assert_allclose(g.numpy(), r.numpy(), rtol=1e-9, atol=1e-10)
-    for b, r in zip(dec.buffers(), ref_dec.buffers()):
-        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("cls", list(FAST_PARAMS), ids=lambda c: c.__name__)

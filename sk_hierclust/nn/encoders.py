@@ -123,12 +123,6 @@ class NodeConvDecoder(nn.Module):
     stride 2)`` mirroring the conv encoder's sizes; output ``(n, B, C*H*W)``. ``rows`` (a
     slice) selects a contiguous range of the stored nodes, all of them when None.
 
-    ``forward(z, rows, counts=counts)`` runs a padded layout (see
-    :class:`~sk_hierclust.nn.layers.PairLayout`): ``z`` ``(G, R, L)`` holds ``G`` groups of
-    rows, group ``g`` decoded by the stored node ``rows[g]`` (an int tensor, nodes may
-    repeat) with its first ``counts[g]`` rows real; batch-norm statistics are each node's,
-    over its real rows.
-
     Parameters
     ----------
     n_nodes : int
@@ -153,23 +147,16 @@ class NodeConvDecoder(nn.Module):
             self.biases.append(nn.Parameter(conv.bias.detach().expand(n_nodes, -1).clone()))
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, c_out) for c_out in channels[1:-1])
 
-    #: Groups per node of a :class:`~sk_hierclust.nn.layers.PairLayout`: a node's pairs may be
-    #: cut into several groups (its small convolution weights copied per group) to pad less.
-    max_groups_per_node = 8
-
-    def forward(self, z, rows=None, counts=None):
-        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``.
-
-        ``counts`` ``(n,)``: real rows per group of a padded layout (see the class notes).
-        """
+    def forward(self, z, rows=None):
+        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``."""
         n, batch = z.shape[:2]
-        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows, counts=counts), LEAKY_SLOPE)
+        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows), LEAKY_SLOPE)
         x = x.transpose(0, 1).reshape(batch, -1, self.hs[0], self.ws[0])
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             weight, bias = node_rows(weight, rows).flatten(0, 1), node_rows(bias, rows).flatten()
             x = _ConvTranspose2d.apply(x, weight, bias, [2, 2], n, (self.hs[i + 1], self.ws[i + 1]))
             if i < len(self.norms):
-                x = F.leaky_relu(self.norms[i](x, rows, counts=counts), LEAKY_SLOPE)
+                x = F.leaky_relu(self.norms[i](x, rows), LEAKY_SLOPE)
         return x.reshape(batch, n, -1).transpose(0, 1)
 
 
@@ -199,8 +186,8 @@ class NodeConvPoolDecoder(nn.Module):
     C*H*W)``, logits or means (the models' likelihood applies sigmoid or identity). The
     nodes are evaluated together, as :class:`NodeConvDecoder`: ``(n, B, ...)`` activations
     are laid out as ``(B, n * channels, h, w)`` feature maps and every convolution is one
-    grouped ``conv2d`` (``groups=n``), so ``rows`` (None, a slice, or an int tensor) and the
-    padded layouts of :func:`~sk_hierclust.nn.layers.decode_pairs` (``counts``) work the same.
+    grouped ``conv2d`` (``groups=n``), so ``rows`` (None, a slice, or an int tensor) works
+    the same.
 
     Sizes: each upsampling is bilinear (``align_corners=False``) to the encoder's size at
     that depth, ``H//4 -> H//2 -> H`` (likewise ``W``). For ``H`` and ``W`` divisible by 4
@@ -215,10 +202,6 @@ class NodeConvPoolDecoder(nn.Module):
     input_shape : tuple (C, H, W)
         ``H, W >= 4``.
     """
-
-    #: Groups per node of a :class:`~sk_hierclust.nn.layers.PairLayout` (small per-node
-    #: convolution weights, copied per group; see :class:`NodeConvDecoder`).
-    max_groups_per_node = 8
 
     def __init__(self, n_nodes, latent_dim, input_shape):
         super().__init__()
@@ -237,13 +220,10 @@ class NodeConvPoolDecoder(nn.Module):
             self.weights.append(nn.Parameter(conv.weight.detach().expand(n_nodes, -1, -1, -1, -1).clone()))
             self.biases.append(nn.Parameter(conv.bias.detach().expand(n_nodes, -1).clone()))
 
-    def forward(self, z, rows=None, counts=None):
-        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``.
-
-        ``counts`` ``(n,)``: real rows per group of a padded layout (see :class:`NodeConvDecoder`).
-        """
+    def forward(self, z, rows=None):
+        """Decode ``z`` ``(n, B, L)`` by the nodes ``rows`` (all when None) into ``(n, B, C*H*W)``."""
         n, batch = z.shape[:2]
-        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows, counts=counts), LEAKY_SLOPE)
+        x = F.leaky_relu(self.linear_norm(self.linear(z, rows), rows), LEAKY_SLOPE)
         # batch-last layout (n, C, h, w, B): every permutation below moves contiguous runs of >= B values
         x = _BatchLast.apply(x).view(n, -1, self.hs[0], self.ws[0], batch)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):

@@ -5,10 +5,10 @@ nodes of one depth (or all leaves) are evaluated by a single batched matmul / gr
 convolution instead of a Python loop over nodes, and a stack grows or shrinks by
 concatenating or selecting rows (:func:`cat_nodes`, :func:`take_nodes`, :func:`put_nodes`).
 
-When every node has its own subset of a batch (e.g. each leaf decodes only the samples
-that reach it), :class:`PairLayout` packs the (node, sample) pairs into a padded
-``(groups, capacity, ...)`` tensor; the stacks then run on it in one batched pass, their
-batch-norm statistics taken over each node's real rows only (``counts``).
+When every node has its own subset of a batch (e.g. each node's networks run only on the
+samples that reach it), :class:`PairLayout` packs the (node, sample) pairs into a padded
+``(n_nodes, capacity, ...)`` tensor; the stacks then run on it in one batched pass, their
+batch-norm statistics weighted 0 on the padding (:func:`apply_to_pairs`).
 """
 
 import copy
@@ -124,7 +124,7 @@ class NodeBatchNorm(nn.Module):
 
     Notes
     -----
-    ``forward(x, rows=None, weights=None, counts=None)`` accepts ``(n, B, C)`` node-stacked
+    ``forward(x, rows=None, weights=None)`` accepts ``(n, B, C)`` node-stacked
     features, normalised over the batch per node and feature (running statistics of the
     selected ``rows`` are updated in training mode); ``weights`` ``(n, B)`` (e.g. the
     probability that each sample reaches each node) makes the batch statistics weighted, so
@@ -132,13 +132,6 @@ class NodeBatchNorm(nn.Module):
     are all 0 keeps its running statistics). It also accepts
     ``(B, n*C, H, W)`` grouped feature maps (the nodes ``rows``, a slice, or all),
     normalised per node and channel over batch and space, unweighted.
-
-    ``counts`` (int tensor ``(n,)``) marks a padded layout (see :class:`PairLayout`): only the
-    first ``counts[g]`` rows of group ``g`` (along ``B``) are real, and group ``g`` belongs
-    to the stored node ``rows[g]``. The statistics of a node are then those of its real
-    rows, pooled over all its groups, exactly as if the node alone had been given them
-    unpadded; padding rows are normalised too (their outputs are meaningless) but never
-    enter a statistic. Running statistics are updated only for nodes with real rows.
     """
 
     def __init__(self, n_nodes, n_channels):
@@ -149,26 +142,18 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n_nodes, n_channels))
         self.register_buffer("running_var", torch.ones(n_nodes, n_channels))
 
-    def forward(self, x, rows=None, weights=None, counts=None):
-        """Normalise ``x`` ``(n, B, C, ...)`` per node; in training, by batch statistics weighted by ``weights``.
-
-        ``counts`` (padded layouts, unweighted): see the class notes.
-        """
+    def forward(self, x, rows=None, weights=None):
+        """Normalise ``x`` ``(n, B, C)`` per node; in training, by batch statistics weighted by ``weights``."""
         sel = slice(None) if rows is None else rows
-        if x.dim() == 4 and counts is None:  # rows, if given, must be a slice (views share storage)
+        if x.dim() == 4:  # rows, if given, must be a slice (views share storage)
             return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
                                 self.weight[sel].reshape(-1), self.bias[sel].reshape(-1), self.training,
                                 BN_MOMENTUM, BN_EPS)
-        ops = _Layout(x, counts, rows if counts is not None and torch.is_tensor(rows) else None, self.n_nodes)
         weight, bias = node_rows(self.weight, rows), node_rows(self.bias, rows)
         if not self.training:
             scale = weight * torch.rsqrt(self.running_var[sel] + BN_EPS)
-            return ops.affine(ops.view(x) - ops.spread(self.running_mean[sel]), scale, bias).view(x.shape)
-        if counts is not None:  # each node's real rows, equally weighted
-            w, n = ops.uniform_weights(x.dtype)
-            factor = torch.where(n > 1, n / (n - 1).clamp(min=1), 1)[:, None]
-            seen = n[:, None] > 0
-        elif weights is None:
+            return torch.addcmul(bias[:, None], x - self.running_mean[sel][:, None], scale[:, None])
+        if weights is None:
             n = x.shape[1]
             w = x.new_full(x.shape[:2], 1.0 / n)
             factor, seen = (n / (n - 1) if n > 1 else 1.0), None
@@ -176,10 +161,10 @@ class NodeBatchNorm(nn.Module):
             w = weights.detach().to(x.dtype)
             total = w.sum(1, keepdim=True)
             w, factor, seen = w / (total + 1e-12), 1.0, total > 0
-        out, mean, var = _BatchNormFunction.apply(ops.view(x), w, weight, bias, ops)
+        out, mean, var = _BatchNormFunction.apply(x, w, weight, bias)
         with torch.no_grad():
             self._update_running(sel, mean, var * factor, seen)
-        return out.view(x.shape)
+        return out
 
     def _update_running(self, sel, mean, var, seen=None):
         """Move the running statistics of the nodes ``sel`` towards ``mean``, ``var`` (where ``seen``)."""
@@ -192,110 +177,41 @@ class NodeBatchNorm(nn.Module):
                 buffer[sel].lerp_(value, momentum)
 
 
-class _Layout:
-    """How :class:`_BatchNormFunction` reduces a node-stacked tensor: per group (node) and channel.
-
-    ``(G, B, C)`` (rows along dim 1) as it is, or a padded ``(R, G*C, H, W)`` feature map
-    viewed as ``(R, G, C, H*W)`` (rows along dim 0, statistics over rows and space). A
-    padded layout has ``counts`` ``(G,)`` real rows per group; ``rows`` (an int tensor, only
-    for padded layouts) names each group's node, the statistics of a node's groups pooled.
-    Holds no activation (it is kept for the backward pass).
-    """
-
-    def __init__(self, x, counts=None, rows=None, n_nodes=None):
-        self.conv = x.dim() == 4
-        self.counts, self.rows, self.n_nodes = counts, rows, n_nodes
-        self.n_rows = x.shape[0 if self.conv else 1]
-        self.space = x.shape[2] * x.shape[3] if self.conv else 1  # values per row and channel
-
-    def view(self, x):
-        """``x`` in the layout's shape."""
-        return x.reshape(x.shape[0], self.counts.shape[0], -1, self.space) if self.conv else x
-
-    def spread(self, t):
-        """``(G, C)`` -> broadcastable to the layout."""
-        return t[None, :, :, None] if self.conv else t[:, None]
-
-    def spread_weights(self, w):
-        """Row weights (``(G, B)``, or ``(R, G)`` for feature maps) -> broadcastable to the layout."""
-        return w[:, :, None, None] if self.conv else w[:, :, None]
-
-    def affine(self, t, scale, shift):
-        """``t * spread(scale) + spread(shift)`` (``addcmul`` is slow broadcasting over space)."""
-        if self.conv:
-            return t.mul(self.spread(scale)).add_(self.spread(shift))
-        return torch.addcmul(self.spread(shift), t, self.spread(scale))
-
-    def total(self, t):
-        """Sum over rows (and space) per group and channel: ``(G, C)``."""
-        return t.sum((0, 3)) if self.conv else t.sum(1)
-
-    def weighted(self, w, t):
-        """Weighted sum over rows (and space) per group and channel: ``(G, C)``."""
-        if self.conv:
-            return torch.einsum("rg,rgc->gc", w, t.sum(-1))
-        return torch.bmm(w[:, None, :], t)[:, 0]
-
-    def pool(self, t):
-        """Per-group sums ``(G, C)`` -> the sums of each group's node, per group."""
-        if self.rows is None:
-            return t
-        return t.new_zeros(self.n_nodes, t.shape[1]).index_add_(0, self.rows, t)[self.rows]
-
-    def uniform_weights(self, dtype):
-        """Row weights ``1 / n`` of a padded layout (0 for padding) and ``n`` per group's node.
-
-        ``n`` counts the values per channel: real rows times space.
-        """
-        n = self.pool((self.counts * self.space).to(dtype)[:, None])[:, 0]
-        positions = torch.arange(self.n_rows, device=self.counts.device)
-        if self.conv:  # (R, G): the weight of each of a row's H*W values
-            return (positions[:, None] < self.counts) / n.clamp(min=1), n
-        return (positions < self.counts[:, None]) / n.clamp(min=1)[:, None], n
-
-    def weight_total(self, w):
-        """Total weight of each group's node ``(G, 1)`` (1, or 0 for an empty node; about 1 when weighted)."""
-        return self.pool(w.sum(0)[:, None] * self.space if self.conv else w.sum(1, keepdim=True))
-
-
 class _BatchNormFunction(torch.autograd.Function):
-    """Batch normalisation by weighted statistics, per group and channel, with a hand-written backward.
+    """Batch normalisation of ``(G, B, C)`` by weighted statistics, per group and channel, with a hand-written backward.
 
-    ``mean = sum_i w_i x_i``, ``var = sum_i w_i (x_i - mean)^2`` (sums over the rows, and
-    space, of a group's node; weights ``w`` not differentiated), ``out = gamma (x - mean) /
-    sqrt(var + eps) + beta``. Returns ``out``, ``mean`` and ``var`` (the last two per group,
+    ``mean = sum_i w_i x_i``, ``var = sum_i w_i (x_i - mean)^2`` (sums over the rows ``i``
+    of a group; weights ``w`` ``(G, B)`` not differentiated), ``out = gamma (x - mean) /
+    sqrt(var + eps) + beta``. Returns ``out``, ``mean`` and ``var`` (the last two ``(G, C)``,
     not differentiable). The backward needs about a third of the passes over ``x`` that
     autograd of the same formula makes.
     """
 
     @staticmethod
-    def forward(ctx, x, w, gamma, beta, ops):
-        mean = ops.pool(ops.weighted(w, x))
-        centred = x - ops.spread(mean)
-        var = ops.pool(ops.weighted(w, centred * centred))
+    def forward(ctx, x, w, gamma, beta):
+        mean = torch.bmm(w[:, None, :], x)[:, 0]
+        centred = x - mean[:, None]
+        var = torch.bmm(w[:, None, :], centred * centred)[:, 0]
         inv_std = torch.rsqrt(var + BN_EPS)
-        normed = centred.mul_(ops.spread(inv_std))
-        out = ops.affine(normed, gamma, beta)
+        normed = centred.mul_(inv_std[:, None])
+        out = torch.addcmul(beta[:, None], normed, gamma[:, None])
         # d out / d x with total weight W != 1 has one more term, through sum_i w_i (x_i - mean)
-        shift = mean * (1 - ops.weight_total(w)) * inv_std
+        shift = mean * (1 - w.sum(1, keepdim=True)) * inv_std
         ctx.save_for_backward(normed, w, gamma * inv_std, shift)
-        ctx.ops = ops
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad, _grad_mean, _grad_var):
         normed, w, scale, shift = ctx.saved_tensors
-        ops = ctx.ops
-        grad_beta = ops.total(grad)
-        grad_gamma = ops.total(grad * normed)
+        grad_beta = grad.sum(1)
+        grad_gamma = (grad * normed).sum(1)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            sum_grad, sum_grad_normed = ops.pool(grad_beta), ops.pool(grad_gamma)
-            inner = ops.affine(normed, sum_grad_normed, sum_grad - shift * sum_grad_normed)
-            inner.mul_(ops.spread_weights(w))
-            grad_x = torch.sub(grad, inner).mul_(ops.spread(scale))
-        return grad_x, None, grad_gamma, grad_beta, None
+            inner = torch.addcmul((grad_beta - shift * grad_gamma)[:, None], normed, grad_gamma[:, None])
+            inner.mul_(w[:, :, None])
+            grad_x = torch.sub(grad, inner).mul_(scale[:, None])
+        return grad_x, None, grad_gamma, grad_beta
 
 
 class NodeMLP(nn.Module):
@@ -310,9 +226,9 @@ class NodeMLP(nn.Module):
 
     Notes
     -----
-    ``forward(x, rows=None, weights=None, counts=None)``: ``x`` of shape ``(n, B, in)`` or
-    shared ``(B, in)``, output ``(n, B, out)``; ``weights`` ``(n, B)`` weight the batch-norm
-    statistics and ``counts`` marks a padded layout (see :class:`NodeBatchNorm`). In eval
+    ``forward(x, rows=None, weights=None)``: ``x`` of shape ``(n, B, in)`` or shared
+    ``(B, in)``, output ``(n, B, out)``; ``weights`` ``(n, B)`` weight the batch-norm
+    statistics (see :class:`NodeBatchNorm`). In eval
     mode ``x[:, None]`` with ``rows`` of shape ``(B,)`` applies a different node to every
     sample (used for ancestral sampling).
     """
@@ -323,88 +239,52 @@ class NodeMLP(nn.Module):
         self.linears = nn.ModuleList(NodeLinear(n_nodes, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.norms = nn.ModuleList(NodeBatchNorm(n_nodes, b) for b in sizes[1:-1])
 
-    #: Groups per node of a :class:`PairLayout` for this stack: one (the stack's own weights
-    #: used as they are; copying large weights per group would cost more than the padding).
-    max_groups_per_node = 1
-
-    def forward(self, x, rows=None, weights=None, counts=None):
+    def forward(self, x, rows=None, weights=None):
         """Run the node MLPs ``rows`` (all when None) on ``x``; ``weights`` weight the batch-norm statistics."""
         for i, linear in enumerate(self.linears):
             x = linear(x, rows)
             if i < len(self.norms):
-                x = F.leaky_relu(self.norms[i](x, rows, weights, counts), LEAKY_SLOPE)
+                x = F.leaky_relu(self.norms[i](x, rows, weights), LEAKY_SLOPE)
         return x
 
 
 class PairLayout:
     """Padded, node-major layout of the (node, sample) pairs selected by a mask, for one batched pass.
 
-    The pairs where ``mask`` ``(n_nodes, B)`` is true are sorted by node, then sample, and
-    cut into groups of at most ``capacity`` pairs, each group holding pairs of one node; a
-    ``(groups, capacity, ...)`` tensor holds them, zero-padded. A node stack evaluated on it
-    with ``rows=layout.rows`` and ``counts=layout.counts`` (see :class:`NodeBatchNorm`)
-    computes, for every pair, what the pair's node would compute on the node's pairs alone.
+    The pairs where ``mask`` ``(n_nodes, B)`` is true are sorted by node, then sample; a
+    ``(n_nodes, capacity, ...)`` tensor holds each node's pairs in its row, zero-padded to
+    the largest node's count. A node stack evaluated on it with the pairs' batch-norm
+    weights (0 for padding; see :func:`apply_to_pairs`) computes, for every pair, what the
+    pair's node would compute on the node's pairs alone.
 
     Parameters
     ----------
     mask : bool Tensor of shape (n_nodes, B)
-    max_groups_per_node : int, default=1
-        1: one group per node (empty nodes included) of the largest node's size, so
-        ``rows`` is None and a stack uses its weights without copying them. More: the
-        capacity is chosen among ``ceil(largest / k)``, ``k <= max_groups_per_node``, to
-        minimise padded rows (plus a small cost per group), and a node's pairs may span
-        several groups (``rows`` repeats it); for stacks whose per-node weights are small
-        next to a group's activations (convolutions).
 
     Attributes
     ----------
     mask : bool Tensor of shape (n_nodes, B)
     node, sample : Tensors of shape (n_pairs,)
         The pairs, sorted by node then sample (as ``mask.nonzero()``).
-    n_pairs, capacity, n_groups : int
-    rows : Tensor of shape (n_groups,) or None
-        Stored node of each group; None means group ``g`` is node ``g``.
-    counts : Tensor of shape (n_groups,)
-        Real (non-padding) rows of each group; they come first in their group.
-    group, slot : Tensors of shape (n_pairs,)
-        Group and row of each pair in the padded layout.
+    n_pairs, capacity : int
+    slot : Tensor of shape (n_pairs,)
+        Row of each pair in its node's padded row.
 
     Notes
     -----
-    Building the layout reads the node sizes on the host (one synchronisation, as
+    Building the layout reads the largest node size on the host (one synchronisation, as
     ``nonzero`` needs anyway); the rest is a fixed number of tensor operations whatever
     the number of nodes.
     """
 
-    #: Extra cost of a group, in padded rows, when choosing the capacity.
-    GROUP_COST = 4
-
-    def __init__(self, mask, max_groups_per_node=1):
+    def __init__(self, mask):
         self.mask = mask
-        n_nodes = mask.shape[0]
         self.node, self.sample = mask.nonzero(as_tuple=True)
         self.n_pairs = int(self.node.shape[0])
         sizes = mask.sum(1)
         start = torch.cumsum(sizes, 0) - sizes
-        rank = torch.arange(self.n_pairs, device=mask.device) - start[self.node]
-        sizes_host = sizes.cpu()
-        largest = max(int(sizes_host.max()), 1) if n_nodes else 1
-        if max_groups_per_node <= 1:
-            self.capacity, self.n_groups, self.rows = largest, n_nodes, None
-            self.counts, self.group, self.slot = sizes, self.node, rank
-            return
-        capacities = torch.unique(-(-largest // torch.arange(1, max_groups_per_node + 1)))
-        groups = (-(-sizes_host[None, :] // capacities[:, None])).sum(1)
-        best = int(torch.argmin(capacities * groups + self.GROUP_COST * groups))
-        self.capacity, self.n_groups = int(capacities[best]), int(groups[best])
-        per_node = -(-sizes // self.capacity)  # groups of each node
-        first = torch.cumsum(per_node, 0) - per_node
-        self.rows = torch.repeat_interleave(torch.arange(n_nodes, device=mask.device), per_node,
-                                            output_size=self.n_groups)
-        within = torch.arange(self.n_groups, device=mask.device) - first[self.rows]
-        self.counts = (sizes[self.rows] - within * self.capacity).clamp(max=self.capacity)
-        self.group = first[self.node] + torch.div(rank, self.capacity, rounding_mode="floor")
-        self.slot = rank % self.capacity
+        self.slot = torch.arange(self.n_pairs, device=mask.device) - start[self.node]
+        self.capacity = max(int(sizes.max()), 1) if mask.shape[0] else 1
 
     def pack(self, values):
         """Place the pairs' rows of a node-stacked tensor in the padded layout.
@@ -415,55 +295,25 @@ class PairLayout:
 
         Returns
         -------
-        Tensor of shape (n_groups, capacity, ...)
-            ``values[node, sample]`` of every pair at its group and slot; zeros elsewhere.
+        Tensor of shape (n_nodes, capacity, ...)
+            ``values[node, sample]`` of every pair at its node's row and slot; zeros elsewhere.
         """
-        out = values.new_zeros(self.n_groups, self.capacity, *values.shape[2:])
-        return out.index_put((self.group, self.slot), values[self.node, self.sample])
+        out = values.new_zeros(self.mask.shape[0], self.capacity, *values.shape[2:])
+        return out.index_put((self.node, self.slot), values[self.node, self.sample])
 
     def unpack(self, padded):
         """Read the pairs' rows back from the padded layout.
 
         Parameters
         ----------
-        padded : Tensor of shape (n_groups, capacity, ...)
-            May be a non-contiguous view (e.g. the conv decoders' output).
+        padded : Tensor of shape (n_nodes, capacity, ...)
 
         Returns
         -------
         Tensor of shape (n_pairs, ...)
             The rows of the pairs, in pair order (node, then sample).
         """
-        return padded[self.group, self.slot]
-
-
-def decode_pairs(decoders, z, mask):
-    """Run each node's network of a stack on its own pairs only, all nodes in one batched pass.
-
-    Parameters
-    ----------
-    decoders : nn.Module
-        A node stack taking ``forward(x, rows, counts=...)`` (e.g. :class:`NodeMLP`, the conv
-        decoders); its attribute ``max_groups_per_node`` (default 1) is passed to
-        :class:`PairLayout`.
-    z : Tensor of shape (n_nodes, B, L)
-        Input of every node for every sample.
-    mask : bool Tensor of shape (n_nodes, B)
-        The pairs to evaluate.
-
-    Returns
-    -------
-    out : Tensor of shape (n_pairs, out_features), or None
-        Output of each pair, pairs sorted by node then sample; in training mode, node
-        ``j``'s batch-norm statistics are those of its own pairs (as if ``decoders`` ran on
-        ``z[j, mask[j]]`` alone). None when ``mask`` selects no pair (nothing is run).
-    node, sample : Tensors of shape (n_pairs,)
-    """
-    layout = PairLayout(mask, getattr(decoders, "max_groups_per_node", 1))
-    if layout.n_pairs == 0:
-        return None, layout.node, layout.sample
-    out = decoders(layout.pack(z), layout.rows, counts=layout.counts)
-    return layout.unpack(out), layout.node, layout.sample
+        return padded[self.node, self.slot]
 
 
 def apply_to_pairs(net, x, rows, pairs=None, weights=None):
@@ -479,8 +329,8 @@ def apply_to_pairs(net, x, rows, pairs=None, weights=None):
     rows : int Tensor of shape (n,)
         The stored nodes to apply.
     pairs : PairLayout or None
-        The pairs to evaluate, a :class:`PairLayout` of one group per node (built once for
-        all the stacks run on the same pairs); None: all (``net`` runs on ``x`` as it is).
+        The pairs to evaluate, a :class:`PairLayout` (built once for all the stacks run on
+        the same pairs); None: all (``net`` runs on ``x`` as it is).
     weights : Tensor of shape (n, B), optional
         Batch-norm weights of the pairs (see :class:`NodeBatchNorm`); only the selected
         pairs enter the statistics.

@@ -1,15 +1,12 @@
-"""The packed passes of TreeVAE training (leaf decoders, node networks) against dense references.
+"""The packed passes of TreeVAE training (node networks) against dense references, and the leaf decoders.
 
-In training mode (``leaf_prob_threshold > 0``) every leaf decodes only the samples that
-reach it with probability at least the threshold, its batch-norm statistics being those
-samples' own. ``TreeVAEModule.expected_nll`` does this for all leaves in one padded batched
-pass (:func:`sk_hierclust.nn.layers.decode_pairs`); the reference below is the former
-implementation, one decoder call per leaf. Both run in float64 on random trees, thresholds,
-decoders and likelihoods, and must give the same loss, gradients and running statistics up
-to rounding. Likewise each node's routers and posterior networks run only on the samples
-that reach the node with probability at least the threshold
+In training mode (``leaf_prob_threshold > 0``) each node's routers and posterior networks
+run only on the samples that reach the node with probability at least the threshold
 (:func:`sk_hierclust.nn.layers.apply_to_pairs`); the reference runs them on the whole batch
-with the other samples' batch-norm weights set to 0 and their outputs zeroed.
+with the other samples' batch-norm weights set to 0 and their outputs zeroed. Both run in
+float64 on random trees and must give the same loss, gradients and running statistics up to
+rounding. The leaf decoders run on every sample whatever the routing
+(``TreeVAEModule.expected_nll``).
 """
 
 import copy
@@ -23,8 +20,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from sk_hierclust.models import treevae
 from sk_hierclust.models.treevae import TreeVAEModule
-from sk_hierclust.nn.encoders import NodeConvDecoder, _ConvTranspose2d, make_node_decoders
-from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, apply_to_pairs, decode_pairs, take_nodes
+from sk_hierclust.nn.encoders import _ConvTranspose2d, make_node_decoders
+from sk_hierclust.nn.layers import NodeBatchNorm, NodeMLP, PairLayout, apply_to_pairs, take_nodes
 from sk_hierclust.nn.losses import negative_log_likelihood
 
 IMAGE = (2, 10, 14)  # two channels, odd and even sizes: every output_padding case of the decoder
@@ -33,23 +30,8 @@ LATENT = 3
 HIDDEN = (12, 10, 8)  # the MLP decoder is 3 -> 8 -> 10 -> 12 -> D
 
 
-def _reference_expected_nll(module, x, z, probs, decoders):
-    """The per-leaf reference: leaf ``j``'s decoder called on its own pairs, one call per leaf."""
-    leaf, sample = (probs >= module.leaf_prob_threshold).nonzero(as_tuple=True)
-    counts = torch.bincount(leaf, minlength=probs.shape[0]).tolist()
-    outputs = [decoders(zs[None], slice(j, j + 1))[0]
-               for j, zs in enumerate(z[leaf, sample].split(counts)) if counts[j]]
-    nll = negative_log_likelihood(x[sample], torch.cat(outputs), module.likelihood)
-    return x.new_zeros(x.shape[0]).index_add(0, sample, probs[leaf, sample] * nll)
-
-
 def _decoders(kind, n_leaves, seed):
-    """Float64 decoders in training mode, batch-norm affine parameters random as after training.
-
-    (At their initial values, 1 and 0, a leaf with one sample normalises to exactly 0, the
-    kink of LeakyReLU, and a constant feature map next: not differentiable there, so two
-    correct passes may differ by which one-sided derivative rounding picks.)
-    """
+    """Float64 decoders in training mode, batch-norm affine parameters random as after training."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         decoders = make_node_decoders(kind, n_leaves, LATENT, FEATURES, IMAGE, HIDDEN).double().train()
@@ -79,16 +61,6 @@ def _data(rng, likelihood, batch):
     return torch.as_tensor(x)
 
 
-def _loss_and_grads(fn, owner, decoders, z, probs, x):
-    """``fn(owner, x, z, probs, decoders)`` (an ``expected_nll``) and the gradients of a weighted sum of it."""
-    z, probs = z.clone().requires_grad_(), probs.clone().requires_grad_()
-    rec = fn(owner, x, z, probs, decoders)
-    weights = torch.linspace(0.5, 1.5, x.shape[0], dtype=x.dtype)  # not only the plain sum
-    params = list(decoders.parameters())
-    grads = torch.autograd.grad((weights * rec).sum(), [z, probs, *params], allow_unused=True)
-    return rec.detach(), [torch.zeros_like(t) if g is None else g for g, t in zip(grads, [z, probs, *params])]
-
-
 def _assert_same_gradients(grads, ref_grads, names):
     """Equal up to float64 rounding: relative 1e-10, absolute 1e-12 of the largest gradient.
 
@@ -103,44 +75,29 @@ def _assert_same_gradients(grads, ref_grads, names):
         assert_allclose(g.numpy(), r.numpy(), rtol=1e-10, atol=1e-12 * scale, err_msg=name)
 
 
-def _assert_same(kind, n_leaves, threshold, likelihood, seed, groups=None, batch=40):
-    """Compare the packed pass with the reference on one random routing; return the pairs' mask."""
-    rng = np.random.RandomState(seed)
-    owner = SimpleNamespace(training=True, leaf_prob_threshold=threshold, likelihood=likelihood)
-    packed = _decoders(kind, n_leaves, seed)
-    if groups is not None:
-        packed.max_groups_per_node = groups
-    reference = copy.deepcopy(packed)
-    z = torch.as_tensor(rng.normal(size=(n_leaves, batch, LATENT)))
-    probs, x = _routing(rng, n_leaves, batch), _data(rng, likelihood, batch)
-    calls = []
-    packed.register_forward_hook(lambda *args: calls.append(1))
-    rec, grads = _loss_and_grads(TreeVAEModule.expected_nll, owner, packed, z, probs, x)
-    assert len(calls) == 1  # one decoder call for all leaves
-    ref_rec, ref_grads = _loss_and_grads(_reference_expected_nll, owner, reference, z, probs, x)
-    assert_allclose(rec.numpy(), ref_rec.numpy(), rtol=1e-12, atol=1e-12)
-    names = ["z", "probs", *(name for name, _ in packed.named_parameters())]
-    _assert_same_gradients(grads, ref_grads, names)
-    for (name, b), r in zip(packed.named_buffers(), reference.buffers()):
-        assert_allclose(b.numpy(), r.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
-    return probs >= threshold
-
-
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_packed_pass_equals_per_leaf_reference(kind, likelihood, seed):
-    rng = np.random.RandomState(100 + seed)
-    n_leaves, threshold = rng.randint(3, 8), 10.0 ** rng.uniform(-3, -0.7)
-    mask = _assert_same(kind, n_leaves, threshold, likelihood, seed)
-    counts = mask.sum(1)
-    assert counts[0] == 0 and counts[1] == 1 and int(counts.max()) > 2  # the edge cases were exercised
+def test_decoders_run_on_every_sample_whatever_the_routing(kind):
+    """In training, ``expected_nll`` is ``sum_j P_j nll_j`` with every decoder on the whole batch.
 
-
-@pytest.mark.parametrize("kind, groups", [("mlp", 4), ("conv", 1)])
-def test_packed_pass_with_either_grouping(kind, groups):
-    """Several groups per leaf (pooled statistics) for the MLP, one per leaf for the conv decoder."""
-    _assert_same(kind, 5, 0.01, "bernoulli", 3, groups=groups, batch=60)
+    One decoder call for all leaves, and the decoders' batch-norm statistics (running buffers
+    and outputs) are the same for any routing, even one that gives a leaf no sample.
+    """
+    rng = np.random.RandomState(0)
+    owner = SimpleNamespace(training=True, leaf_prob_threshold=1e-2, likelihood="bernoulli")
+    z = torch.as_tensor(rng.normal(size=(4, 30, LATENT)))
+    x = _data(rng, "bernoulli", 30)
+    results = []
+    for routing in (_routing(rng, 4, 30), torch.full((4, 30), 0.25, dtype=torch.float64)):
+        decoders, reference = _decoders(kind, 4, 0), _decoders(kind, 4, 0)
+        calls = []
+        decoders.register_forward_hook(lambda *args: calls.append(1))
+        rec = TreeVAEModule.expected_nll(owner, x, z, routing, decoders)
+        expected = (routing * negative_log_likelihood(x, reference(z), "bernoulli")).sum(0)
+        assert len(calls) == 1
+        assert_allclose(rec.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+        results.append([b.clone() for b in decoders.buffers()])
+    for b, r in zip(*results):
+        assert_array_equal(b.numpy(), r.numpy())
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
@@ -166,56 +123,20 @@ def test_grouped_pass_equals_each_group_alone(kind, training):
     assert not np.allclose(rec[0].detach().numpy(), rec[1].detach().numpy())
 
 
-def test_layout_cuts_large_leaves_into_groups():
+def test_layout_packs_each_node_in_its_row():
     mask = torch.zeros(4, 30, dtype=torch.bool)
     mask[0, :23] = True
     mask[2, 5:9] = True
     mask[3, ::3] = True  # 10 pairs
-    one = PairLayout(mask)
-    assert (one.capacity, one.n_groups, one.rows) == (23, 4, None)
-    assert_array_equal(one.counts.numpy(), [23, 0, 4, 10])
-    several = PairLayout(mask, max_groups_per_node=4)
-    # capacities 23, 12, 8, 6 give 3, 4, 6, 7 groups: padded rows + 4 per group 81, 64, 72, 70
-    assert (several.capacity, several.n_groups) == (12, 4)
-    assert_array_equal(several.rows.numpy(), [0, 0, 2, 3])
-    assert_array_equal(several.counts.numpy(), [12, 11, 4, 10])
+    layout = PairLayout(mask)
+    assert (layout.capacity, layout.n_pairs) == (23, 37)
     values = torch.arange(4 * 30.0).reshape(4, 30, 1)
-    for layout in (one, several):
-        packed = layout.pack(values)
-        assert packed.shape == (layout.n_groups, layout.capacity, 1)
-        assert_array_equal(layout.unpack(packed)[:, 0].numpy(), values[mask][:, 0].numpy())
-        real = torch.arange(layout.capacity) < layout.counts[:, None]
-        assert (packed[~real] == 0).all() and int(real.sum()) == layout.n_pairs == 37
-        assert_array_equal(torch.stack([layout.node, layout.sample]).numpy(), torch.stack(mask.nonzero(as_tuple=True)))
-
-
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_packed_pass_in_eval_mode_uses_running_statistics(kind):
-    """Outside training the packed pass equals the full decoders at the selected pairs."""
-    decoders = _decoders(kind, 4, 0).eval()
-    rng = np.random.RandomState(0)
-    z = torch.as_tensor(rng.normal(size=(4, 25, LATENT)))
-    mask = torch.as_tensor(rng.uniform(size=(4, 25)) < 0.4)
-    with torch.no_grad():
-        out, node, sample = decode_pairs(decoders, z, mask)
-        full = decoders(z)
-    assert_allclose(out.numpy(), full[node, sample].numpy(), rtol=1e-12, atol=1e-12)
-
-
-def test_no_pair_above_the_threshold_gives_nan():
-    """NaN probabilities (a diverged fit) select no pair: the term is NaN, no decoder runs."""
-    decoders = _decoders("mlp", 3, 0)
-    calls = []
-    decoders.register_forward_hook(lambda *args: calls.append(1))
-    owner = SimpleNamespace(training=True, leaf_prob_threshold=1e-3, likelihood="bernoulli")
-    probs = torch.full((3, 5), float("nan"), dtype=torch.float64)
-    rec = TreeVAEModule.expected_nll(owner, torch.rand(5, FEATURES, dtype=torch.float64),
-                                     torch.zeros(3, 5, LATENT, dtype=torch.float64), probs, decoders)
-    assert rec.shape == (5,) and torch.isnan(rec).all() and not calls
-
-
-def test_decoder_stacks_declare_their_grouping():
-    assert NodeMLP.max_groups_per_node == 1 and NodeConvDecoder.max_groups_per_node > 1
+    packed = layout.pack(values)
+    assert packed.shape == (4, 23, 1)
+    assert_array_equal(layout.unpack(packed)[:, 0].numpy(), values[mask][:, 0].numpy())
+    real = torch.arange(23) < mask.sum(1)[:, None]
+    assert (packed[~real] == 0).all() and int(real.sum()) == 37
+    assert_array_equal(torch.stack([layout.node, layout.sample]).numpy(), torch.stack(mask.nonzero(as_tuple=True)))
 
 
 def _random_tree_module(kind, likelihood, n_splits, seed, threshold):
@@ -250,19 +171,6 @@ def _assert_same_training_pass(module, result, reference):
         assert_allclose(np.asarray(terms[name].detach()), np.asarray(ref_terms[name].detach()), rtol=1e-12,
                         atol=1e-12, err_msg=name)
     _assert_same_gradients(grads, ref_grads, [name for name, p in module.named_parameters() if p.requires_grad])
-
-
-@pytest.mark.parametrize("kind, likelihood, seed", [("mlp", "gaussian", 0), ("conv", "bernoulli", 1)])
-def test_module_training_pass_equals_per_leaf_reference(kind, likelihood, seed):
-    """Whole training forward and backward of random trees: every term and gradient as with per-leaf decoding."""
-    rng = np.random.RandomState(seed)
-    module = _random_tree_module(kind, likelihood, rng.randint(2, 5), seed, 10.0 ** rng.uniform(-3, -1))
-    reference = copy.deepcopy(module)
-    reference.expected_nll = lambda *args: _reference_expected_nll(reference, *args)
-    x = _data(rng, likelihood, 48)
-    _assert_same_training_pass(module, _training_pass(module, x, seed), _training_pass(reference, x, seed))
-    leaf_mask = module.leaf_probabilities(x) >= module.leaf_prob_threshold
-    assert leaf_mask.sum() < leaf_mask.numel()  # some pairs were dropped
 
 
 def _dense_masked(net, x, rows, pairs=None, weights=None):
