@@ -168,7 +168,7 @@ def timing_epoch(kind, X, n_leaves, n_batches, leaf_prob_threshold):
     Returns ``(seconds, (pairs_before, pairs_after), flops_per_step)``: the CPU time
     (``time.process_time``) of training on ``n_batches`` batches of ``X`` (the estimator's
     own epoch: skorch loop, loss, backward, Adam) scaled to 60,000 images, the mean number
-    of (sample, leaf) pairs decoded per sample before and after those batches, and the
+    of (sample, leaf) pairs above the threshold per sample before and after those batches, and the
     FLOPs of one training step (:func:`_step_flops`).
     """
     est, X = _timing_estimator(kind, X, n_leaves, leaf_prob_threshold)
