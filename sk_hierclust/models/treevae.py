@@ -480,11 +480,8 @@ class TreeVAEModule(nn.Module):
         size instead (the candidate sub-trees of a growth phase), ``(n_groups, B)``.
         Every decoder runs on the whole batch, in one batched pass, in training too (as in the
         authors' code; ``leaf_prob_threshold`` applies to the node networks only), so a
-        decoder's batch-norm statistics never depend on the routing. Decoding each leaf's
-        samples above the threshold only (1e-3; about 45 % of the (sample, leaf) pairs of a
-        2-leaf MNIST tree in train mode after one epoch) emptied one of the root's two leaves
-        on MNIST and slowed the reconstruction; with full-batch decoders the root's split
-        stayed balanced (measured on a 10,000-image subsample, README).
+        decoder's batch-norm statistics never depend on the routing (why: see
+        ``TreeVAE``'s ``leaf_prob_threshold``).
         """
         groups, n = n_groups or 1, x.shape[0]
         rec = (probs * negative_log_likelihood(x, decoders(z), self.likelihood)).reshape(groups, -1, n).sum(1)

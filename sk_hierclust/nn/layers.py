@@ -143,7 +143,10 @@ class NodeBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(n_nodes, n_channels))
 
     def forward(self, x, rows=None, weights=None):
-        """Normalise ``x`` ``(n, B, C)`` per node; in training, by batch statistics weighted by ``weights``."""
+        """Normalise ``x`` ``(n, B, C)`` per node; in training, by batch statistics weighted by ``weights``.
+
+        Grouped ``(B, n*C, H, W)`` feature maps: see the class notes.
+        """
         sel = slice(None) if rows is None else rows
         if x.dim() == 4:  # rows, if given, must be a slice (views share storage)
             return F.batch_norm(x, self.running_mean[sel].view(-1), self.running_var[sel].view(-1),
