@@ -276,6 +276,7 @@ def run_seed(args, settings, data, seed, raw_ward):
                     contrastive_weight=args.contrastive_weight, split_decoders=args.split_decoders,
                     n_split_init=args.n_split_init, kl_rate=args.kl_rate, leaf_prob_threshold=args.leaf_prob_threshold,
                     n_epochs_intermediate=args.intermediate[0], intermediate_every=args.intermediate[1],
+                    lr_step_epochs=args.lr_step_epochs,
                     device=args.device, verbose=args.verbose, random_state=seed)
     print(f"seed {seed}: fitting {model!r} on {X_train.shape[0]} {args.dataset} samples ...", flush=True)
     start = time.process_time()
@@ -335,6 +336,9 @@ def main(argv=None):
     parser.add_argument("--intermediate", type=int, nargs=2, default=(0, 3), metavar=("EPOCHS", "EVERY"),
                         help="TreeVAE's n_epochs_intermediate and intermediate_every: train the whole tree EPOCHS "
                              "epochs after every EVERY splits (default: 0 3, none; the authors' 80 3)")
+    parser.add_argument("--lr-step-epochs", type=int, default=None, metavar="S",
+                        help="TreeVAE's lr_step_epochs: the learning rate x0.1 every S epochs of each phase "
+                             "(default: none; the authors' 100)")
     parser.add_argument("--kl-rate", type=float, default=None, metavar="R",
                         help="per-epoch KL-weight step of TreeVAE's kl_rate (the authors' 0.001); default: the ramp")
     parser.add_argument("--leaf-prob-threshold", type=float, default=TreeVAE().leaf_prob_threshold, metavar="T",
