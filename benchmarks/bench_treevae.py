@@ -333,12 +333,13 @@ def main(argv=None):
     parser.add_argument("--n-split-init", type=int, default=TreeVAE().n_split_init, metavar="K",
                         help="candidate sub-trees trained per split, the lowest negative ELBO kept (default: "
                              "TreeVAE's, %(default)s)")
-    parser.add_argument("--intermediate", type=int, nargs=2, default=(0, 3), metavar=("EPOCHS", "EVERY"),
+    parser.add_argument("--intermediate", type=int, nargs=2, metavar=("EPOCHS", "EVERY"),
+                        default=(TreeVAE().n_epochs_intermediate, TreeVAE().intermediate_every),
                         help="TreeVAE's n_epochs_intermediate and intermediate_every: train the whole tree EPOCHS "
-                             "epochs after every EVERY splits (default: 0 3, none; the authors' 80 3)")
-    parser.add_argument("--lr-step-epochs", type=int, default=None, metavar="S",
-                        help="TreeVAE's lr_step_epochs: the learning rate x0.1 every S epochs of each phase "
-                             "(default: none; the authors' 100)")
+                             "epochs after every EVERY splits (default: TreeVAE's, 0 3: none; the authors' 80 3)")
+    parser.add_argument("--lr-step-epochs", type=int, default=TreeVAE().lr_step_epochs, metavar="S",
+                        help="TreeVAE's lr_step_epochs: the learning rate times lr_step_gamma (0.1) every S epochs "
+                             "of each phase (default: TreeVAE's, none; the authors' 100)")
     parser.add_argument("--kl-rate", type=float, default=None, metavar="R",
                         help="per-epoch KL-weight step of TreeVAE's kl_rate (the authors' 0.001); default: the ramp")
     parser.add_argument("--leaf-prob-threshold", type=float, default=TreeVAE().leaf_prob_threshold, metavar="T",
