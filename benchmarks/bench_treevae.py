@@ -320,6 +320,7 @@ def print_table(title, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = TreeVAE().get_params()
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASET_SETTINGS))
     parser.add_argument("--data-home", default=None)
     parser.add_argument("--max-leaves", type=int, default=None, help="default: 10 (images), 20 (20newsgroups)")
@@ -330,19 +331,19 @@ def main(argv=None):
     parser.add_argument("--contrastive-weight", type=float, default=0.0)
     parser.add_argument("--split-decoders", default="fresh", choices=["fresh", "copy"],
                         help="decoders of a split leaf's children: new (default, the authors') or copies of its own")
-    parser.add_argument("--n-split-init", type=int, default=TreeVAE().n_split_init, metavar="K",
+    parser.add_argument("--n-split-init", type=int, default=defaults["n_split_init"], metavar="K",
                         help="candidate sub-trees trained per split, the lowest negative ELBO kept (default: "
                              "TreeVAE's, %(default)s)")
     parser.add_argument("--intermediate", type=int, nargs=2, metavar=("EPOCHS", "EVERY"),
-                        default=(TreeVAE().n_epochs_intermediate, TreeVAE().intermediate_every),
+                        default=(defaults["n_epochs_intermediate"], defaults["intermediate_every"]),
                         help="TreeVAE's n_epochs_intermediate and intermediate_every: train the whole tree EPOCHS "
                              "epochs after every EVERY splits (default: TreeVAE's, 0 3: none; the authors' 80 3)")
-    parser.add_argument("--lr-step-epochs", type=int, default=TreeVAE().lr_step_epochs, metavar="S",
+    parser.add_argument("--lr-step-epochs", type=int, default=defaults["lr_step_epochs"], metavar="S",
                         help="TreeVAE's lr_step_epochs: the learning rate times lr_step_gamma (0.1) every S epochs "
                              "of each phase (default: TreeVAE's, none; the authors' 100)")
     parser.add_argument("--kl-rate", type=float, default=None, metavar="R",
                         help="per-epoch KL-weight step of TreeVAE's kl_rate (the authors' 0.001); default: the ramp")
-    parser.add_argument("--leaf-prob-threshold", type=float, default=TreeVAE().leaf_prob_threshold, metavar="T",
+    parser.add_argument("--leaf-prob-threshold", type=float, default=defaults["leaf_prob_threshold"], metavar="T",
                         help="TreeVAE's leaf_prob_threshold, in fits and in --timing (default: TreeVAE's, %(default)g)")
     parser.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
     parser.add_argument("--device", default="cpu")
